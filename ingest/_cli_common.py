@@ -1,0 +1,44 @@
+"""Pieces shared by the ``ingest``, ``train`` and ``infer`` command lines.
+
+Library code raises typed exceptions and logs; only these helpers print or exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from schemas import ExitCode
+
+
+def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``-v/--verbose`` and ``-q/--quiet``, shared by every command."""
+    f = click.option("-q", "--quiet", is_flag=True, help="Only print warnings and errors.")(f)
+    f = click.option("-v", "--verbose", is_flag=True, help="Print debug messages.")(f)
+    return f
+
+
+def setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def fail(message: str, code: ExitCode) -> None:
+    """Print ``Error: message`` to stderr and exit with ``code``."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(int(code))
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A click progress bar on a terminal (stderr), a no-op otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) as bar:
+        yield bar.update

@@ -1,0 +1,128 @@
+"""``ingest``: convert PTB-XL to a partitioned Parquet dataset."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from ingest._cli_common import fail, progress_bar, setup_logging, verbosity_options
+from ingest.convert import convert_ptbxl
+from ingest.download import PTBXL_URL, DownloadError, download_ptbxl
+from ingest.errors import MetadataError, OutputExistsError
+from ingest.metadata import load_database
+from schemas import RATES, ExitCode
+
+_LOGGER = logging.getLogger("ingest")
+
+
+@click.group()
+@click.version_option(package_name="mi-screen")
+def cli() -> None:
+    """Turn ECG corpora into the pipeline's Parquet datasets.
+
+    Exit codes: 0 all records converted; 1 some records failed (listed in errors.parquet);
+    2 bad command line; 3 unusable metadata (nothing done); 4 output exists (use --overwrite).
+    """
+
+
+@cli.command()
+@click.option(
+    "--root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="PTB-XL folder with ptbxl_database.csv, scp_statements.csv, records100/, records500/.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (created; must not exist unless --overwrite).",
+)
+@click.option(
+    "--rate",
+    type=click.Choice([str(r) for r in RATES]),
+    default="100",
+    show_default=True,
+    help="Which copy of each record to convert (Hz).",
+)
+@click.option(
+    "--n-jobs",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="Worker processes (-1: one per core). The output is identical for any value.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out once the new one is complete.")
+@verbosity_options
+def ptbxl(
+    root: Path, out: Path, rate: str, n_jobs: int, overwrite: bool, verbose: bool, quiet: bool
+) -> None:
+    """Convert every record listed in ptbxl_database.csv to Parquet, partitioned by strat_fold.
+
+    Each row holds the record's ids, patient metadata, SCP codes with likelihoods, diagnostic
+    superclasses, the MI label (any SCP code whose diagnostic_class is MI) and the int16 signal.
+    Records that cannot be converted are listed in OUT/errors.parquet with the reason and the
+    fix; the rest are converted. OUT/manifest.json records counts, checksums and versions.
+
+    Example:
+
+    \b
+        ingest ptbxl --root data/ptbxl-sample --out out/ptbxl-100
+        ingest ptbxl --root /data/ptb-xl-1.0.3 --out out/ptbxl-500 --rate 500
+    """
+    setup_logging(verbose, quiet)
+    try:
+        total = len(load_database(root / "ptbxl_database.csv"))
+        with progress_bar(total, f"ingest {rate} Hz", enabled=not quiet) as update:
+            summary = convert_ptbxl(
+                root, out, rate=int(rate), n_jobs=n_jobs, overwrite=overwrite, progress=update
+            )
+    except OutputExistsError as e:
+        fail(str(e), ExitCode.OUTPUT_EXISTS)
+    except MetadataError as e:
+        fail(str(e), ExitCode.FATAL)
+    for message in summary.first_errors:
+        _LOGGER.warning(message)
+    if summary.n_errors > len(summary.first_errors):
+        _LOGGER.warning(
+            "... %d more errors in %s", summary.n_errors - len(summary.first_errors),
+            out / "errors.parquet",
+        )
+    click.echo(summary.line(), err=quiet)
+    if summary.n_errors:
+        raise SystemExit(int(ExitCode.PARTIAL))
+
+
+@cli.command()
+@click.option(
+    "--dest",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to unpack PTB-XL into (new or empty).",
+)
+@click.option("--url", default=PTBXL_URL, show_default=True, help="Archive to download.")
+@verbosity_options
+def download(dest: Path, url: str, verbose: bool, quiet: bool) -> None:
+    """Download the full PTB-XL corpus from PhysioNet (about 1.7 GB) and unpack it.
+
+    Needs internet access; offline it stops with exit code 3 and says how to get the corpus by
+    hand. Then convert it with `ingest ptbxl --root DEST --out ...`.
+
+    Example:
+
+    \b
+        ingest download --dest ~/data/ptb-xl
+        make ingest train export PTBXL_DIR=~/data/ptb-xl
+    """
+    setup_logging(verbose, quiet)
+    try:
+        root = download_ptbxl(dest, url=url)
+    except DownloadError as e:
+        fail(str(e), ExitCode.FATAL)
+    click.echo(f"PTB-XL is in {root}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

@@ -1,0 +1,406 @@
+"""PTB-XL to partitioned Parquet: chunked, joblib-parallel, deterministic, atomic.
+
+Layout of the output folder::
+
+    OUT/
+      records/strat_fold=K/part-NNNNN.parquet   one file per chunk (RECORD_SCHEMA)
+      errors.parquet                            one row per record not converted (ERRORS_SCHEMA)
+      manifest.json                             counts, checksums, versions, parameters
+
+Records are sorted by (strat_fold, ecg_id) and cut into fixed-size chunks that never span a
+fold, so chunk ``NNNNN`` holds the same records for any ``n_jobs`` and the dataset is byte-for-byte
+identical.  Each worker reads its records and writes its own file, so the parent never holds
+signals and peak memory does not grow with the corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from ingest.errors import OutputExistsError, RecordError
+from ingest.metadata import load_database, load_scp_statements, record_row
+from ingest.records import read_record
+from schemas import ERRORS_SCHEMA, LEADS, PARTITION_SCHEMA, RATES, RECORD_SCHEMA
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Records per chunk (one Parquet file, one row group).  Fixed, not derived from n_jobs, so
+#: the output does not depend on the degree of parallelism.
+CHUNK_SIZE = 512
+#: zstd level 1: ~2.4x smaller than raw int16 and still far faster to write than to read from
+#: WFDB (see benchmarks/RESULTS.md).
+COMPRESSION = "zstd"
+COMPRESSION_LEVEL = 1
+
+_META_SCHEMA = pa.schema([f for f in RECORD_SCHEMA if f.name != "signal"])
+
+
+@dataclass
+class ChunkResult:
+    """What a worker sends back: counts and errors, never signals."""
+
+    chunk_id: int
+    fold: int
+    n_records: int
+    n_ok: int = 0
+    n_mi: int = 0
+    n_bytes: int = 0
+    sha256: str = ""
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ConversionSummary:
+    """Outcome of :func:`convert_ptbxl`."""
+
+    out_dir: Path
+    n_listed: int
+    n_converted: int
+    n_errors: int
+    n_mi: int
+    seconds: float
+    manifest: dict[str, Any]
+    first_errors: list[str]
+
+    def line(self) -> str:
+        return (
+            f"{self.n_converted}/{self.n_listed} records converted "
+            f"({self.n_mi} MI), {self.n_errors} errors, {self.seconds:.1f} s -> {self.out_dir}"
+        )
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _error(ecg_id: int | None, path: str, exc: RecordError) -> dict[str, Any]:
+    return {"ecg_id": ecg_id, "path": path, "kind": exc.kind, "message": str(exc)}
+
+
+def _check_record(rec, rate: int, path: str) -> np.ndarray:
+    """Return the record's int16 samples in LEADS order, or raise RecordError."""
+    if rec.fs != rate:
+        raise RecordError(
+            f"{path}.hea: sampling rate is {rec.fs:g} Hz but this run converts {rate} Hz records; "
+            f"the database row points at the wrong file, or pass --rate {rec.fs:g}",
+            kind="wrong_rate",
+        )
+    names = [n.upper() for n in rec.sig_names]
+    if sorted(names) != sorted(LEADS) or len(names) != len(LEADS):
+        raise RecordError(
+            f"{path}.hea: leads are {','.join(rec.sig_names)}; expected the 12 standard leads "
+            f"{','.join(LEADS)}",
+            kind="bad_shape",
+        )
+    if len(set(rec.adc_gain.tolist())) != 1 or len(set(rec.baseline.tolist())) != 1:
+        raise RecordError(
+            f"{path}.hea: leads have different ADC gains or baselines; this dataset stores one "
+            "gain per record",
+            kind="unsupported_format",
+        )
+    if set(u.lower() for u in rec.units) != {"mv"}:
+        raise RecordError(
+            f"{path}.hea: units are {','.join(sorted(set(rec.units)))}; PTB-XL records are in mV",
+            kind="bad_units",
+        )
+    sig = rec.signal
+    if names != list(LEADS):
+        sig = sig[:, [names.index(lead) for lead in LEADS]]
+    return np.ascontiguousarray(sig)
+
+
+def _convert_chunk(
+    chunk_id: int, fold: int, rows: list[dict[str, Any]], root: str, rate: int, tmp: str
+) -> ChunkResult:
+    """Worker: read a chunk's records and write its Parquet file.  Pure apart from that file."""
+    result = ChunkResult(chunk_id=chunk_id, fold=fold, n_records=len(rows))
+    digest = hashlib.sha256()
+    meta, signals = [], []
+    for row in rows:
+        path = os.path.join(root, row["filename"])
+        try:
+            rec = read_record(path)
+            sig = _check_record(rec, rate, path)
+        except RecordError as e:
+            result.errors.append(_error(row["ecg_id"], path, e))
+            continue
+        digest.update(row["filename"].encode())
+        digest.update(rec.signal.tobytes())
+        meta.append(
+            {
+                **row,
+                "fs": rate,
+                "n_samples": sig.shape[0],
+                "n_leads": sig.shape[1],
+                "adc_gain": float(rec.adc_gain[0]),
+                "adc_baseline": int(rec.baseline[0]),
+            }
+        )
+        signals.append(sig)
+    result.sha256 = digest.hexdigest()
+    if not meta:
+        return result
+    offsets = np.zeros(len(signals) + 1, dtype=np.int32)
+    np.cumsum([s.size for s in signals], out=offsets[1:])
+    flat = np.concatenate([s.reshape(-1) for s in signals])
+    table = pa.Table.from_pylist(meta, schema=_META_SCHEMA).append_column(
+        RECORD_SCHEMA.field("signal"), pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
+    ).cast(RECORD_SCHEMA)
+    part_dir = os.path.join(tmp, "records", f"strat_fold={fold}")
+    os.makedirs(part_dir, exist_ok=True)
+    pq.write_table(
+        table,
+        os.path.join(part_dir, f"part-{chunk_id:05d}.parquet"),
+        compression=COMPRESSION,
+        compression_level=COMPRESSION_LEVEL,
+        row_group_size=len(meta),
+    )
+    result.n_ok = len(meta)
+    result.n_mi = sum(1 for r in meta if r["mi"])
+    result.n_bytes = int(flat.nbytes)
+    return result
+
+
+
+def _plan(
+    root: Path, rate: int, chunk_size: int
+) -> tuple[int, list[tuple[int, int, list[dict[str, Any]]]], list[dict[str, Any]], dict]:
+    """Read and validate the metadata; return the chunks to convert and the metadata errors."""
+    database_csv, scp_csv = root / "ptbxl_database.csv", root / "scp_statements.csv"
+    # Both tables are checked before any record is touched: a bad table stops the run.
+    scp = load_scp_statements(scp_csv)
+    db = load_database(database_csv)
+    filename_field = "filename_lr" if rate == 100 else "filename_hr"
+    by_fold: dict[int, list[dict[str, Any]]] = {}
+    errors = []
+    columns = {c: db[c].tolist() for c in db.columns}
+    for i in range(len(db)):
+        row = {c: v[i] for c, v in columns.items()}
+        where = f"{database_csv}: row {i + 2} (ecg_id {row['ecg_id']})"
+        try:
+            fold, fields = record_row(row, scp, filename_field, where)
+        except RecordError as e:
+            errors.append(_error(int(float(row["ecg_id"])), str(database_csv), e))
+            continue
+        by_fold.setdefault(fold, []).append(fields)
+    chunks = []
+    for fold in sorted(by_fold):
+        rows = sorted(by_fold[fold], key=lambda r: r["ecg_id"])
+        for start in range(0, len(rows), chunk_size):
+            chunks.append((len(chunks), fold, rows[start : start + chunk_size]))
+    inputs = {
+        "ptbxl_database.csv": _sha256_file(database_csv),
+        "scp_statements.csv": _sha256_file(scp_csv),
+    }
+    return len(db), chunks, errors, inputs
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("mi-screen", "numpy", "pyarrow", "pandas", "joblib", "wfdb"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def prepare_output(out_dir: Path, overwrite: bool) -> None:
+    """Fail early (before any work) if ``out_dir`` exists and ``overwrite`` is False."""
+    if out_dir.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{out_dir}: output exists; pass --overwrite to replace it, or choose another --out"
+        )
+
+
+def commit_output(tmp: Path, out_dir: Path, overwrite: bool) -> None:
+    """Move a finished temporary folder into place; the old output is removed only afterwards."""
+    if out_dir.exists():
+        if not overwrite:
+            raise OutputExistsError(
+                f"{out_dir}: output appeared while converting; pass --overwrite to replace it"
+            )
+        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, trash / out_dir.name)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
+
+
+def convert_ptbxl(
+    root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    rate: int = 100,
+    n_jobs: int = -1,
+    overwrite: bool = False,
+    chunk_size: int = CHUNK_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> ConversionSummary:
+    """Convert every record listed in ``ptbxl_database.csv`` to a partitioned Parquet dataset.
+
+    Parameters
+    ----------
+    root : PTB-XL folder holding ``ptbxl_database.csv``, ``scp_statements.csv`` and the records
+    out_dir : output folder (see the module docstring for its layout); must not exist unless
+        ``overwrite``
+    rate : 100 or 500 (Hz): which of PTB-XL's two copies of each record to convert
+    n_jobs : joblib worker processes (-1: one per core); the output does not depend on it
+    overwrite : replace an existing ``out_dir`` (only once the new one is complete)
+    chunk_size : records per Parquet file
+    progress : called with the number of records finished after each chunk
+
+    Returns
+    -------
+    ConversionSummary
+
+    Raises
+    ------
+    MetadataError
+        if either CSV table is missing or malformed (before any work is done)
+    OutputExistsError
+        if ``out_dir`` exists and ``overwrite`` is False (before any work is done)
+
+    Notes
+    -----
+    A record that cannot be converted (missing or truncated file, corrupt header, checksum
+    mismatch, unknown SCP code, malformed metadata field, wrong rate) becomes a row of
+    ``errors.parquet`` and the rest of the corpus is converted.
+    """
+    if rate not in RATES:
+        raise ValueError(f"rate must be one of {list(RATES)}, got {rate!r}")
+    t0 = time.perf_counter()
+    root, out_dir = Path(root), Path(out_dir)
+    prepare_output(out_dir, overwrite)
+    n_listed, chunks, errors, inputs = _plan(root, rate, chunk_size)
+    if progress and errors:
+        progress(len(errors))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        results: list[ChunkResult] = []
+        runner = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
+        for res in runner(
+            joblib.delayed(_convert_chunk)(cid, fold, rows, str(root), rate, str(tmp))
+            for cid, fold, rows in chunks
+        ):
+            results.append(res)
+            errors.extend(res.errors)
+            if progress:
+                progress(res.n_records)
+        errors.sort(key=lambda e: (e["ecg_id"] if e["ecg_id"] is not None else -1, e["path"]))
+        pq.write_table(pa.Table.from_pylist(errors, schema=ERRORS_SCHEMA), tmp / "errors.parquet")
+        if not any(r.n_ok for r in results):
+            (tmp / "records").mkdir(exist_ok=True)
+        manifest = _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        commit_output(tmp, out_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    n_ok = sum(r.n_ok for r in results)
+    summary = ConversionSummary(
+        out_dir=out_dir,
+        n_listed=n_listed,
+        n_converted=n_ok,
+        n_errors=len(errors),
+        n_mi=sum(r.n_mi for r in results),
+        seconds=time.perf_counter() - t0,
+        manifest=manifest,
+        first_errors=[e["message"] for e in errors[:5]],
+    )
+    _LOGGER.debug(summary.line())
+    return summary
+
+
+def _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs) -> dict:
+    folds: dict[str, dict[str, int]] = {}
+    for r in results:
+        f = folds.setdefault(str(r.fold), {"records": 0, "mi": 0})
+        f["records"] += r.n_ok
+        f["mi"] += r.n_mi
+    records_digest = hashlib.sha256("".join(r.sha256 for r in results).encode()).hexdigest()
+    kinds: dict[str, int] = {}
+    for e in errors:
+        kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    return {
+        "dataset": "PTB-XL",
+        "schema": RECORD_SCHEMA.metadata[b"contract"].decode(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "parameters": {
+            "root": str(root),
+            "rate": rate,
+            "n_jobs": n_jobs,
+            "chunk_size": chunk_size,
+            "compression": f"{COMPRESSION}:{COMPRESSION_LEVEL}",
+        },
+        "counts": {
+            "listed": n_listed,
+            "converted": sum(r.n_ok for r in results),
+            "errors": len(errors),
+            "mi": sum(r.n_mi for r in results),
+            "errors_by_kind": dict(sorted(kinds.items())),
+            "per_fold": dict(sorted(folds.items(), key=lambda kv: int(kv[0]))),
+        },
+        "checksums": {
+            "inputs_sha256": inputs,
+            "records_sha256": records_digest,
+        },
+        "versions": _versions(),
+    }
+
+
+def open_dataset(out_dir: str | os.PathLike[str]) -> ds.Dataset:
+    """Open the record dataset written by :func:`convert_ptbxl` (with ``strat_fold`` typed)."""
+    records = Path(out_dir) / "records"
+    if not records.is_dir():
+        raise FileNotFoundError(
+            f"{out_dir}: no records/ folder; is this the output of `ingest ptbxl`?"
+        )
+    return ds.dataset(
+        records,
+        format="parquet",
+        schema=RECORD_SCHEMA.append(PARTITION_SCHEMA.field("strat_fold")),
+        partitioning=ds.partitioning(PARTITION_SCHEMA, flavor="hive"),
+    )
+
+
+def signals_from_table(table: pa.Table) -> np.ndarray:
+    """The ``signal`` column as one int16 array ``(n_records, n_samples, 12)``, zero-copy.
+
+    All records must share one length (true of PTB-XL at a given rate).
+    """
+    col = table.column("signal").combine_chunks()
+    n = len(col)
+    if n == 0:
+        return np.zeros((0, 0, len(LEADS)), dtype=np.int16)
+    lengths = np.diff(col.offsets.to_numpy())
+    if (lengths != lengths[0]).any():
+        raise ValueError("records have different lengths; select one sampling rate and duration")
+    values = col.values.to_numpy(zero_copy_only=False)
+    start = col.offsets[0].as_py()
+    return values[start : start + n * lengths[0]].reshape(n, -1, len(LEADS))

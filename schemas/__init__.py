@@ -1,0 +1,43 @@
+"""Data contracts of the MI screening pipeline, declared once.
+
+Every stage imports its schemas, lead order, units and rates from here; tests assert
+``table.schema.equals(...)`` against these objects.
+"""
+
+from schemas.ecg import (
+    ADC_GAIN,
+    ERRORS_SCHEMA,
+    LEADS,
+    PARTITION_SCHEMA,
+    RATES,
+    RECORD_SCHEMA,
+    RECORD_SECONDS,
+    RESULTS_SCHEMA,
+    UNITS,
+    Band,
+    ExitCode,
+    band_for,
+    canonical_lead,
+    unit_scale_to_mv,
+)
+from schemas.model import MODEL_CONTRACT_KEYS, ModelContract, ModelContractError
+
+__all__ = [
+    "ADC_GAIN",
+    "ERRORS_SCHEMA",
+    "LEADS",
+    "MODEL_CONTRACT_KEYS",
+    "PARTITION_SCHEMA",
+    "RATES",
+    "RECORD_SCHEMA",
+    "RECORD_SECONDS",
+    "RESULTS_SCHEMA",
+    "UNITS",
+    "Band",
+    "ExitCode",
+    "ModelContract",
+    "ModelContractError",
+    "band_for",
+    "canonical_lead",
+    "unit_scale_to_mv",
+]

@@ -1,0 +1,111 @@
+"""The contract an exported ONNX model carries in its ``metadata_props``.
+
+``train export`` writes it; ``infer score`` refuses a model without it.  It is everything the
+scorer needs to feed the model exactly what training fed it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CONTRACT_VERSION = "1"
+_PREFIX = "mi_screen."
+
+
+class ModelContractError(ValueError):
+    """An ONNX model lacks the mi-screen contract, or carries a malformed one."""
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """Input contract and provenance of an exported MI model.
+
+    The graph takes ``float32[batch, input_samples, len(leads)]`` in ``units`` at ``fs`` Hz,
+    named ``input_name``, and returns the MI probability ``float32[batch, 1]``.
+    Normalisation is inside the graph.
+    """
+
+    model_name: str
+    input_name: str
+    fs: int
+    leads: tuple[str, ...]
+    units: str
+    input_samples: int
+    band_low: float
+    band_high: float
+    architecture: str
+    data_manifest_sha256: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_metadata(self) -> dict[str, str]:
+        """Flatten to the string key/value pairs ONNX ``metadata_props`` hold."""
+        out = {f"{_PREFIX}contract_version": CONTRACT_VERSION}
+        for key, value in asdict(self).items():
+            if key == "leads":
+                value = ",".join(value)
+            elif isinstance(value, dict):
+                value = json.dumps(value, sort_keys=True)
+            out[_PREFIX + key] = str(value)
+        return out
+
+    @classmethod
+    def from_metadata(cls, props: dict[str, str], source: str = "model") -> ModelContract:
+        """Parse and validate ``metadata_props``; raise :class:`ModelContractError` naming the gap."""
+        missing = [k for k in MODEL_CONTRACT_KEYS if _PREFIX + k not in props]
+        if missing:
+            raise ModelContractError(
+                f"{source}: not an mi-screen model: metadata_props lacks "
+                f"{', '.join(_PREFIX + k for k in missing)}; export the model with `train export`"
+            )
+        get = {k: props[_PREFIX + k] for k in MODEL_CONTRACT_KEYS}
+        if get["contract_version"] != CONTRACT_VERSION:
+            raise ModelContractError(
+                f"{source}: contract version {get['contract_version']!r}, this scorer reads "
+                f"version {CONTRACT_VERSION!r}; re-export the model or upgrade mi-screen"
+            )
+        try:
+            contract = cls(
+                model_name=get["model_name"],
+                input_name=get["input_name"],
+                fs=int(get["fs"]),
+                leads=tuple(get["leads"].split(",")),
+                units=get["units"],
+                input_samples=int(get["input_samples"]),
+                band_low=float(get["band_low"]),
+                band_high=float(get["band_high"]),
+                architecture=get["architecture"],
+                data_manifest_sha256=get["data_manifest_sha256"],
+                metrics=json.loads(get["metrics"]),
+                versions=json.loads(get["versions"]),
+            )
+        except (ValueError, TypeError) as e:
+            raise ModelContractError(f"{source}: malformed mi-screen metadata: {e}") from e
+        if not 0.0 <= contract.band_low <= contract.band_high <= 1.0:
+            raise ModelContractError(
+                f"{source}: bands must satisfy 0 <= low <= high <= 1, got "
+                f"{contract.band_low}, {contract.band_high}"
+            )
+        if contract.fs <= 0 or contract.input_samples <= 0:
+            raise ModelContractError(f"{source}: fs and input_samples must be positive")
+        return contract
+
+
+#: Keys (after the ``mi_screen.`` prefix) a valid model must carry.
+MODEL_CONTRACT_KEYS: tuple[str, ...] = (
+    "contract_version",
+    "model_name",
+    "input_name",
+    "fs",
+    "leads",
+    "units",
+    "input_samples",
+    "band_low",
+    "band_high",
+    "architecture",
+    "data_manifest_sha256",
+    "metrics",
+    "versions",
+)
