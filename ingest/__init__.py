@@ -3,7 +3,7 @@
 from ingest.convert import ConversionSummary, convert_ptbxl, open_dataset, signals_from_table
 from ingest.errors import HeaderError, MetadataError, OutputExistsError, RecordError
 from ingest.metadata import load_database, load_scp_statements
-from ingest.records import Record, parse_header, read_record
+from ingest.records import Record, adc_to_mv, parse_header, read_record
 
 __all__ = [
     "ConversionSummary",
@@ -12,6 +12,7 @@ __all__ = [
     "OutputExistsError",
     "Record",
     "RecordError",
+    "adc_to_mv",
     "convert_ptbxl",
     "load_database",
     "load_scp_statements",

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -35,7 +34,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from ingest.errors import OutputExistsError, RecordError
+from ingest._util import commit_output, package_versions, prepare_output, sha256_file
+from ingest.errors import RecordError
 from ingest.metadata import load_database, load_scp_statements, record_row
 from ingest.records import read_record
 from schemas import ERRORS_SCHEMA, LEADS, PARTITION_SCHEMA, RATES, RECORD_SCHEMA
@@ -85,14 +85,6 @@ class ConversionSummary:
             f"{self.n_converted}/{self.n_listed} records converted "
             f"({self.n_mi} MI), {self.n_errors} errors, {self.seconds:.1f} s -> {self.out_dir}"
         )
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _error(ecg_id: int | None, path: str, exc: RecordError) -> dict[str, Any]:
@@ -211,45 +203,10 @@ def _plan(
         for start in range(0, len(rows), chunk_size):
             chunks.append((len(chunks), fold, rows[start : start + chunk_size]))
     inputs = {
-        "ptbxl_database.csv": _sha256_file(database_csv),
-        "scp_statements.csv": _sha256_file(scp_csv),
+        "ptbxl_database.csv": sha256_file(database_csv),
+        "scp_statements.csv": sha256_file(scp_csv),
     }
     return len(db), chunks, errors, inputs
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("mi-screen", "numpy", "pyarrow", "pandas", "joblib", "wfdb"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
-def prepare_output(out_dir: Path, overwrite: bool) -> None:
-    """Fail early (before any work) if ``out_dir`` exists and ``overwrite`` is False."""
-    if out_dir.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out_dir}: output exists; pass --overwrite to replace it, or choose another --out"
-        )
-
-
-def commit_output(tmp: Path, out_dir: Path, overwrite: bool) -> None:
-    """Move a finished temporary folder into place; the old output is removed only afterwards."""
-    if out_dir.exists():
-        if not overwrite:
-            raise OutputExistsError(
-                f"{out_dir}: output appeared while converting; pass --overwrite to replace it"
-            )
-        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, trash / out_dir.name)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
 
 
 def convert_ptbxl(
@@ -370,7 +327,7 @@ def _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs)
             "inputs_sha256": inputs,
             "records_sha256": records_digest,
         },
-        "versions": _versions(),
+        "versions": package_versions("mi-screen", "numpy", "pyarrow", "pandas", "joblib", "wfdb"),
     }
 
 

@@ -88,10 +88,18 @@ class Record:
                 )
             scale[i] = factor
         gain = np.where(self.adc_gain == 0, 200.0, self.adc_gain)  # WFDB: gain 0 means 200
-        out = (self.signal.astype(np.float32) - self.baseline.astype(np.float32)) * (
-            scale / gain
-        ).astype(np.float32)
-        return out
+        return adc_to_mv(self.signal, gain / scale, self.baseline)
+
+
+def adc_to_mv(signal: np.ndarray, gain, baseline) -> np.ndarray:
+    """ADC units to millivolts as float32: ``(signal - baseline) / gain``.
+
+    The one conversion every stage uses (training batches and the scorer alike).  ``gain`` is
+    in ADC units per mV; ``gain`` and ``baseline`` broadcast against ``signal`` (a scalar, one
+    value per lead, or one per record as ``(n, 1, 1)``).
+    """
+    inv = (1.0 / np.asarray(gain, dtype=np.float64)).astype(np.float32)
+    return (signal.astype(np.float32) - np.asarray(baseline, dtype=np.float32)) * inv
 
 
 def _int(text: str, what: str, hea: str, lineno: int) -> int:

@@ -1,0 +1,183 @@
+"""Export a trained run to ONNX with tf2onnx, verify it against Keras, embed its contract."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest._util import atomic_write_bytes, package_versions, prepare_output, sha256_file
+from schemas import LEADS, UNITS, ModelContract
+from train.dataset import load_split
+
+_LOGGER = logging.getLogger(__name__)
+
+#: ONNX opset pinned for reproducible graphs (onnxruntime >= 1.14 runs it).
+DEFAULT_OPSET = 17
+INPUT_NAME = "ecg_mv"
+
+
+class ExportError(RuntimeError):
+    """The ONNX graph could not be produced or does not match the Keras model."""
+
+
+def _load_run(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no run.json; is this the output of `train fit`?")
+    return json.loads(path.read_text())
+
+
+def export_onnx(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    opset: int = DEFAULT_OPSET,
+    tolerance: float = 1e-4,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Convert ``run_dir/model.keras`` to ONNX at ``out`` and write a model card beside it.
+
+    The graph has one input ``ecg_mv`` float32 ``[batch, input_samples, 12]`` (dynamic batch)
+    and one output, the MI probability ``[batch, 1]``.  Before anything is written,
+    onnxruntime's outputs on the run's test records are compared with Keras's; a difference
+    above ``tolerance`` raises :class:`ExportError`.
+
+    Returns a dict with ``max_abs_diff``, ``n_checked`` and ``bytes``.
+    """
+    import keras
+    import onnx
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    run_dir, out = Path(run_dir), Path(out)
+    prepare_output(out, overwrite)
+    card_path = out.with_name(out.stem + "_card.md")
+    run = _load_run(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model = keras.models.load_model(run_dir / "model.keras")
+    n_samples = int(run["input_samples"])
+    spec = (tf.TensorSpec((None, n_samples, len(LEADS)), tf.float32, name=INPUT_NAME),)
+    try:
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    except Exception as e:  # tf2onnx raises a zoo of types for unsupported ops
+        raise ExportError(
+            f"{run_dir}: tf2onnx could not convert the model ({type(e).__name__}: {e}); "
+            "if it was trained on a GPU, rebuild the LSTM with use_cudnn=False"
+        ) from e
+
+    contract = ModelContract(
+        model_name=f"mi-screen-{run['arch']}-{run['fs']}hz",
+        input_name=INPUT_NAME,
+        fs=int(run["fs"]),
+        leads=LEADS,
+        units=UNITS,
+        input_samples=n_samples,
+        band_low=float(run["bands"]["low"]),
+        band_high=float(run["bands"]["high"]),
+        architecture=run["arch"],
+        data_manifest_sha256=run["data_manifest_sha256"],
+        metrics=_summary(metrics, run),
+        versions=package_versions("mi-screen", "tensorflow-cpu", "keras", "tf2onnx", "onnx",
+                                  "onnxruntime"),
+    )
+    onnx.helper.set_model_props(proto, contract.to_metadata())
+    proto.producer_name = "mi-screen"
+    proto.doc_string = (
+        "MI screening model. Input ecg_mv: float32 [batch, samples, 12] in mV, leads "
+        f"{','.join(LEADS)}, {run['fs']} Hz. Output: MI probability. Research use only."
+    )
+    data = proto.SerializeToString()
+
+    # Verify on the run's test records before writing anything.
+    test = load_split(run["data_dir"], run["folds"]["test"])
+    x = test.millivolts()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    onnx_p = session.run(None, {INPUT_NAME: x})[0].reshape(-1)
+    keras_p = np.asarray(model.predict(x, batch_size=256, verbose=0)).reshape(-1)
+    diff = float(np.max(np.abs(onnx_p - keras_p))) if len(x) else 0.0
+    if not diff <= tolerance:
+        raise ExportError(
+            f"{out}: onnxruntime and Keras differ by {diff:.2e} (> {tolerance:.0e}) on the test "
+            "records; the export is not written"
+        )
+    atomic_write_bytes(out, data, overwrite)
+    card = model_card(contract, run, metrics, sha256_file(out), diff, len(x))
+    atomic_write_bytes(card_path, card.encode(), overwrite=True)
+    _LOGGER.info("wrote %s and %s", out, card_path)
+    return {"max_abs_diff": diff, "n_checked": len(x), "bytes": len(data), "card": card_path}
+
+
+def _summary(metrics: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    t = metrics["test"]
+    return {
+        "test_folds": run["folds"]["test"],
+        "test_n": t["n"],
+        "test_n_mi": t["n_mi"],
+        "test_roc_auc": round(t["roc_auc"], 4),
+        "test_roc_auc_ci95": [round(v, 4) for v in t["roc_auc_ci95"]],
+        "test_pr_auc": round(t["pr_auc"], 4),
+        "validation_roc_auc": round(metrics["validation"]["roc_auc"], 4),
+    }
+
+
+def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, Any],
+               sha256: str, max_diff: float, n_checked: int) -> str:
+    """The model card: intended use, data, folds, metrics with intervals, bands, limitations."""
+    t = metrics["test"]
+    low, high = t["thresholds"]["low"], t["thresholds"]["high"]
+    return f"""# Model card: {contract.model_name}
+
+Generated {datetime.now(UTC).isoformat(timespec="seconds")} by `train export`.
+ONNX sha256 `{sha256}`.
+
+## Intended use
+Research screening of 10-second 12-lead resting ECGs for myocardial infarction (PTB-XL's
+diagnostic class MI: the 14 SCP codes of that class, acute injury codes included), to
+prioritise records for review by a cardiologist. **Not a medical device; not for diagnosis or
+treatment decisions.**
+
+## Input and output
+- `{contract.input_name}`: float32 `[batch, {contract.input_samples}, {len(contract.leads)}]`,
+  millivolts, {contract.fs} Hz, leads {", ".join(contract.leads)}. Normalisation (per-lead mean
+  and variance of the training folds) is inside the graph.
+- Output: MI probability `[batch, 1]`.
+- Bands (chosen on the validation folds, {run['bands']['chosen_on']}): normal below
+  {contract.band_low:.4f}; MI at or above {contract.band_high:.4f}; borderline (needs review)
+  between. Targets: sensitivity >= {run['bands']['min_sensitivity']} at the low threshold,
+  specificity >= {run['bands']['min_specificity']} at the high one, on validation.
+
+## Data
+PTB-XL (Wagner et al., Scientific Data 7, 154, 2020; PhysioNet, CC BY 4.0), ingested at
+{run['fs']} Hz. Training folds {run['folds']['train']} ({run['records']['train']} records),
+validation folds {run['folds']['val']} ({run['records']['validation']}), test folds
+{run['folds']['test']} ({run['records']['test']}). Folds are patient-disjoint. Data manifest
+sha256 `{contract.data_manifest_sha256}`.
+
+## Model
+Architecture `{contract.architecture}`; {run['epochs_run']} epochs run, weights of epoch
+{run['best_epoch']} kept; seed {run['config']['seed']}.
+
+## Metrics (test folds, {t['n']} records, {t['n_mi']} MI)
+- ROC AUC {t['roc_auc']:.3f} (95% bootstrap CI {t['roc_auc_ci95'][0]:.3f}-{t['roc_auc_ci95'][1]:.3f})
+- PR AUC {t['pr_auc']:.3f} (prevalence {t['prevalence']:.3f})
+- At the low threshold: sensitivity {low['sensitivity']:.3f}, specificity {low['specificity']:.3f}
+- At the high threshold: sensitivity {high['sensitivity']:.3f}, specificity {high['specificity']:.3f}
+- Test records per band: {", ".join(f"{k} {v['records']} ({v['mi']} MI)" for k, v in t['bands'].items())}
+
+ONNX vs Keras: max |difference| {max_diff:.2e} on {n_checked} test records.
+
+## Limitations
+- Trained on one German hospital archive (PTB-XL, 1989-1996, Schiller devices); performance on
+  other populations, devices and filters is unknown until measured.
+- A model trained on the shipped 353-record sample has very wide intervals: it demonstrates the
+  pipeline, not clinical performance. Train on the full corpus for a usable model.
+- Labels are cardiologists' SCP statements, not angiography or troponin; MI codes include old
+  infarcts, so "MI" here means ECG evidence of infarction, current or past.
+- Records must be 12-lead, in mV; other rates are resampled by the scorer.
+"""

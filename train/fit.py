@@ -1,0 +1,241 @@
+"""Training: folds in, a run folder out (model, metrics, plots, report, log)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingest._util import commit_output, package_versions, prepare_output, sha256_file
+from train.dataset import (
+    Split,
+    check_disjoint,
+    fit_normalization,
+    load_split,
+    tf_dataset,
+)
+from train.evaluate import Bands, choose_bands, evaluate, plot_all, write_report
+from train.model import ARCHITECTURES, TRAINING_DEFAULTS, build_model
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything that determines a training run (with the data, it makes the run reproducible)."""
+
+    arch: str = "cnnlstm"
+    train_folds: tuple[int, ...] = tuple(range(1, 9))
+    val_folds: tuple[int, ...] = (9,)
+    test_folds: tuple[int, ...] = (10,)
+    epochs: int | None = None  # None: the architecture's default
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    patience: int = 8
+    seed: int = 0
+    min_sensitivity: float = 0.95
+    min_specificity: float = 0.95
+    bands: tuple[float, float] | None = None  # override the validation-chosen bands
+
+    def setting(self, name: str) -> Any:
+        value = getattr(self, name, None)
+        return TRAINING_DEFAULTS[self.arch][name] if value is None else value
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and TensorFlow and make TF ops deterministic."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def predict(model, split: Split, batch_size: int = 256) -> np.ndarray:
+    """MI probabilities for every record of ``split`` (float32 mV batches, as the scorer feeds)."""
+    out = [
+        model.predict_on_batch(split.millivolts(slice(i, i + batch_size))).reshape(-1)
+        for i in range(0, len(split), batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+class _EpochLog:
+    """Keras callback that logs one line per epoch (to the terminal and train.log)."""
+
+    def __new__(cls, logger: logging.Logger):
+        import keras
+
+        class EpochLog(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t0 = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                text = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items())
+                                if isinstance(v, int | float))
+                logger.info("epoch %d: %s (%.1f s)", epoch + 1, text,
+                            time.perf_counter() - self.t0)
+
+        return EpochLog()
+
+
+def train_model(
+    train: Split, val: Split, config: FitConfig, verbose: int = 0
+) -> tuple[Any, dict[str, list[float]], int]:
+    """Fit ``config.arch`` on ``train``, early-stopping on validation ROC AUC if the
+    architecture asks for it.  Returns (model with the best weights, history, best epoch)."""
+    import keras
+
+    if config.arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {config.arch!r}")
+    seed_everything(config.seed)
+    mean, var = fit_normalization(train)
+    model = build_model(config.arch, train.n_samples, train.fs, mean, var,
+                        learning_rate=config.learning_rate)
+    batch_size = config.setting("batch_size")
+    callbacks = [_EpochLog(_LOGGER)]
+    if TRAINING_DEFAULTS[config.arch]["early_stopping"]:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True,
+            verbose=0,
+        ))
+    class_weight = None
+    if TRAINING_DEFAULTS[config.arch]["class_weight"]:
+        # inverse class frequency, so MI (about 1 in 7 records) counts as much as the rest
+        pos = float(train.y.mean())
+        class_weight = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
+    hist = model.fit(
+        tf_dataset(train, batch_size, shuffle=True, seed=config.seed,
+                   augment=TRAINING_DEFAULTS[config.arch]["augment"]),
+        validation_data=tf_dataset(val, 256, shuffle=False, seed=0),
+        epochs=config.setting("epochs"),
+        class_weight=class_weight,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset shuffles itself, reproducibly
+        verbose=verbose,
+    )
+    history = {k: [float(x) for x in v] for k, v in hist.history.items()}
+    if "val_auc" in history and TRAINING_DEFAULTS[config.arch]["early_stopping"]:
+        best_epoch = int(np.argmax(history["val_auc"])) + 1
+    else:
+        best_epoch = len(history.get("loss", []))
+    return model, history, best_epoch
+
+
+def fit(
+    data_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config: FitConfig = FitConfig(),
+    overwrite: bool = False,
+    verbose: int = 0,
+) -> dict[str, Any]:
+    """Train, choose bands on the validation folds, evaluate on the test folds, write a run.
+
+    The run folder (written to a temporary folder and moved into place when complete) holds
+    ``model.keras``, ``run.json`` (configuration, bands, data checksum, versions),
+    ``metrics.json``, ``history.csv``, ``train.log``, ``predictions.parquet``, the PNG plots and
+    ``report.md``.  Returns the content of ``run.json``.
+    """
+    data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
+    prepare_output(out_dir, overwrite)
+    splits = {
+        "train": load_split(data_dir, config.train_folds),
+        "validation": load_split(data_dir, config.val_folds),
+        "test": load_split(data_dir, config.test_folds),
+    }
+    check_disjoint(splits)
+    for name, s in splits.items():
+        if s.y.sum() == 0 or s.y.sum() == len(s):
+            raise ValueError(f"the {name} folds {list(s.folds)} hold records of one class only")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    handler = logging.FileHandler(tmp / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("train").addHandler(handler)
+    try:
+        t0 = time.perf_counter()
+        _LOGGER.info("data %s: %s", data_dir, {k: f"{len(s)} records, {int(s.y.sum())} MI, "
+                                                   f"folds {list(s.folds)}"
+                                               for k, s in splits.items()})
+        _LOGGER.info("config %s", asdict(config))
+        model, history, best_epoch = train_model(splits["train"], splits["validation"], config,
+                                                 verbose=verbose)
+        seconds = time.perf_counter() - t0
+        scores = {name: predict(model, s) for name, s in splits.items()}
+        if config.bands is not None:
+            bands = Bands(*config.bands)
+        else:
+            bands = choose_bands(splits["validation"].y, scores["validation"],
+                                 config.min_sensitivity, config.min_specificity)
+        metrics = {
+            name: evaluate(splits[name].y, scores[name], bands, seed=config.seed)
+            for name in ("validation", "test")
+        }
+        model.save(tmp / "model.keras")
+        _write_history(tmp / "history.csv", history)
+        pq.write_table(
+            pa.table({
+                "ecg_id": np.concatenate([s.ecg_id for s in splits.values()]),
+                "split": np.concatenate([[n] * len(s) for n, s in splits.items()]),
+                "mi": np.concatenate([s.y for s in splits.values()]).astype(bool),
+                "mi_probability": np.concatenate(list(scores.values())).astype(np.float32),
+            }),
+            tmp / "predictions.parquet",
+        )
+        run = {
+            "arch": config.arch,
+            "config": asdict(config),
+            "fs": splits["train"].fs,
+            "input_samples": splits["train"].n_samples,
+            "folds": {"train": list(config.train_folds), "val": list(config.val_folds),
+                      "test": list(config.test_folds)},
+            "records": {k: len(s) for k, s in splits.items()},
+            "bands": {"low": bands.low, "high": bands.high,
+                      "chosen_on": "fixed" if config.bands else "validation",
+                      "min_sensitivity": config.min_sensitivity,
+                      "min_specificity": config.min_specificity},
+            "data_dir": str(data_dir),
+            "data_manifest_sha256": sha256_file(data_dir / "manifest.json"),
+            "epochs_run": len(history.get("loss", [])),
+            "best_epoch": best_epoch,
+            "train_seconds": round(seconds, 2),
+            "train_samples_per_second": round(
+                len(splits["train"]) * len(history.get("loss", [])) / seconds, 1),
+            "versions": package_versions("mi-screen", "tensorflow-cpu", "keras", "numpy", "pyarrow"),
+        }
+        (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        plots = plot_all(tmp, splits["test"].y, scores["test"], bands, history,
+                         f"{config.arch}, folds {list(config.test_folds)}")
+        write_report(tmp, run, metrics, plots)
+        t = metrics["test"]
+        _LOGGER.info("test ROC AUC %.3f (95%% CI %.3f-%.3f), PR AUC %.3f; bands %.4f / %.4f",
+                     t["roc_auc"], *t["roc_auc_ci95"], t["pr_auc"], bands.low, bands.high)
+    except BaseException:
+        logging.getLogger("train").removeHandler(handler)
+        handler.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logging.getLogger("train").removeHandler(handler)
+    handler.close()
+    commit_output(tmp, out_dir, overwrite)
+    return run
+
+
+def _write_history(path: Path, history: dict[str, list[float]]) -> None:
+    keys = sorted(history)
+    rows = ["epoch," + ",".join(keys)]
+    for i in range(len(history.get("loss", []))):
+        rows.append(f"{i + 1}," + ",".join(f"{history[k][i]:.6f}" for k in keys))
+    path.write_text("\n".join(rows) + "\n")
