@@ -32,6 +32,20 @@ def package_versions(*packages: str) -> dict[str, str]:
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(out: Path) -> Path:
+    """A temporary folder beside ``out`` (same file system, so the final rename is atomic)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the result should be like any folder
+    return tmp
+
+
 def prepare_output(out: Path, overwrite: bool) -> None:
     """Fail early (before any work) if ``out`` exists and ``overwrite`` is False."""
     if out.exists() and not overwrite:
@@ -67,6 +81,7 @@ def atomic_write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         commit_output(Path(tmp), path, overwrite)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +33,13 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from ingest._util import commit_output, package_versions, prepare_output, sha256_file
+from ingest._util import (
+    commit_output,
+    make_temp_dir,
+    package_versions,
+    prepare_output,
+    sha256_file,
+)
 from ingest.errors import RecordError
 from ingest.metadata import load_database, load_scp_statements, record_row
 from ingest.records import read_record
@@ -256,8 +261,7 @@ def convert_ptbxl(
     n_listed, chunks, errors, inputs = _plan(root, rate, chunk_size)
     if progress and errors:
         progress(len(errors))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir)
     try:
         results: list[ChunkResult] = []
         runner = joblib.Parallel(n_jobs=n_jobs, return_as="generator")

@@ -41,3 +41,29 @@ def make_corpus(dst: Path, n_records: int | None = 24, rates=(100,)) -> Path:
 def small_corpus(tmp_path: Path) -> Path:
     """A writable 24-record copy of the sample (100 Hz) that a test may damage."""
     return make_corpus(tmp_path / "ptbxl")
+
+
+@pytest.fixture(scope="session")
+def data_100(tmp_path_factory) -> Path:
+    """The shipped sample ingested at 100 Hz."""
+    from ingest import convert_ptbxl
+
+    out = tmp_path_factory.mktemp("data") / "ptbxl-100"
+    convert_ptbxl(SAMPLE, out, rate=100, n_jobs=1)
+    return out
+
+
+SAMPLE_FOLDS = {"train_folds": (1, 2, 3, 4, 5, 6), "val_folds": (7,), "test_folds": (8,)}
+
+
+@pytest.fixture(scope="session")
+def trained(data_100: Path, tmp_path_factory) -> tuple[Path, dict, Path]:
+    """A two-epoch cnnlstm run on the shipped sample and its ONNX export (run_dir, run, onnx)."""
+    from train.export import export_onnx
+    from train.fit import FitConfig, fit
+
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    run = fit(data_100, run_dir, FitConfig(arch="cnnlstm", epochs=2, **SAMPLE_FOLDS))
+    onnx_path = run_dir.parent / "model.onnx"
+    export_onnx(run_dir, onnx_path)
+    return run_dir, run, onnx_path

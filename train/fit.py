@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest._util import commit_output, package_versions, prepare_output, sha256_file
+from ingest._util import (
+    commit_output,
+    make_temp_dir,
+    package_versions,
+    prepare_output,
+    sha256_file,
+)
 from train.dataset import (
     Split,
     check_disjoint,
@@ -158,11 +163,14 @@ def fit(
     for name, s in splits.items():
         if s.y.sum() == 0 or s.y.sum() == len(s):
             raise ValueError(f"the {name} folds {list(s.folds)} hold records of one class only")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir)
     handler = logging.FileHandler(tmp / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("train").addHandler(handler)
+    train_logger = logging.getLogger("train")
+    old_level = train_logger.level
+    if train_logger.getEffectiveLevel() > logging.INFO:
+        train_logger.setLevel(logging.INFO)  # train.log gets every epoch, whatever -q says
+    train_logger.addHandler(handler)
     try:
         t0 = time.perf_counter()
         _LOGGER.info("data %s: %s", data_dir, {k: f"{len(s)} records, {int(s.y.sum())} MI, "
@@ -223,12 +231,12 @@ def fit(
         _LOGGER.info("test ROC AUC %.3f (95%% CI %.3f-%.3f), PR AUC %.3f; bands %.4f / %.4f",
                      t["roc_auc"], *t["roc_auc_ci95"], t["pr_auc"], bands.low, bands.high)
     except BaseException:
-        logging.getLogger("train").removeHandler(handler)
-        handler.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logging.getLogger("train").removeHandler(handler)
-    handler.close()
+    finally:
+        train_logger.removeHandler(handler)
+        train_logger.setLevel(old_level)
+        handler.close()
     commit_output(tmp, out_dir, overwrite)
     return run
 

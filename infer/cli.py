@@ -1,0 +1,123 @@
+"""``infer``: score folders of ECG records with an exported ONNX model (no TensorFlow)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import click
+
+from ingest._cli_common import fail, progress_bar, setup_logging, verbosity_options
+from ingest.errors import OutputExistsError, RecordError
+from schemas import ExitCode, ModelContractError
+
+_LOGGER = logging.getLogger("infer")
+#: Where `make export` writes the model; used when --model is not given.
+DEFAULT_MODEL = os.environ.get("MI_SCREEN_MODEL", "out/model.onnx")
+
+
+def _bands(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected LOW,HIGH such as 0.2,0.6; got {value!r}") from None
+    if not 0 <= low <= high <= 1:
+        raise click.BadParameter(f"need 0 <= LOW <= HIGH <= 1; got {value!r}")
+    return low, high
+
+
+@click.group()
+@click.version_option(package_name="mi-screen")
+def cli() -> None:
+    """Score ECG records for myocardial infarction with an exported ONNX model.
+
+    Exit codes: 0 every record scored (warnings included); 1 some records could not be scored
+    (error rows in the results); 2 bad command line; 3 nothing scored: unusable model, empty
+    input folder, or an error with --fail-on-error; 4 output exists (use --overwrite).
+    """
+
+
+@cli.command()
+@click.option("--input", "input_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder searched for WFDB records (.hea + signal file) and CSV files.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Results table: Parquet, or CSV if the name ends in .csv.")
+@click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="ONNX model from `train export` (env MI_SCREEN_MODEL sets the default).")
+@click.option("--pattern", default=None, metavar="GLOB",
+              help="Only inputs whose relative path or name matches, e.g. '*_hr.hea'.")
+@click.option("--recursive/--no-recursive", default=True, show_default=True,
+              help="Search subfolders.")
+@click.option("--csv-fs", type=click.FloatRange(min=1, min_open=False), default=None,
+              metavar="HZ", help="Sampling rate of CSV inputs [default: the model's rate].")
+@click.option("--csv-units", type=click.Choice(["mV", "uV", "V"]), default="mV",
+              show_default=True, help="Units of CSV inputs.")
+@click.option("--pad-short", is_flag=True,
+              help="Score records shorter than the model input, padded with zeros (warning).")
+@click.option("--allow-missing-leads", is_flag=True,
+              help="Score records with missing leads, filled with zeros (warning).")
+@click.option("--bands", callback=_bands, default=None, metavar="LOW,HIGH",
+              help="Band thresholds [default: the model's, chosen on validation].")
+@click.option("--n-jobs", type=int, default=None,
+              help="Reader processes for large batches [default: one per core].")
+@click.option("--fail-on-error", is_flag=True,
+              help="Stop at the first record that cannot be scored; write nothing (exit 3).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@verbosity_options
+def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad_short,
+          allow_missing_leads, bands, n_jobs, fail_on_error, overwrite, verbose, quiet):
+    """Score every ECG record under --input and write one results row per record.
+
+    Each row has the MI probability, a band (normal / borderline / MI, from the model's
+    thresholds or --bands) and a status: ok, warning (scored; read the message) or error
+    (not scored; the message names the problem and the fix). Records are put in the model's
+    lead order and resampled to its rate; longer records are scored in overlapping windows
+    whose probabilities are averaged.
+
+    Example:
+
+    \b
+        infer score --input data/ptbxl-sample/records100 --out results.parquet
+        infer score --input exports/ --out results.csv --pattern '*.csv' --csv-fs 500
+    """
+    from infer.score import Model, NoInputError, ScoreOptions, score_dir, write_results
+    from infer.readers import discover
+
+    setup_logging(verbose, quiet)
+    if out.exists() and not overwrite:
+        fail(f"{out}: output exists; pass --overwrite to replace it, or choose another --out",
+             ExitCode.OUTPUT_EXISTS)
+    try:
+        model = Model(model_path)
+    except (FileNotFoundError, ModelContractError) as e:
+        fail(str(e), ExitCode.FATAL)
+    options = ScoreOptions(csv_fs=csv_fs, csv_units=csv_units, pad_short=pad_short,
+                           allow_missing_leads=allow_missing_leads)
+    total = len(discover(input_dir, pattern=pattern, recursive=recursive))
+    try:
+        with progress_bar(total, "scoring", enabled=not quiet) as update:
+            table, summary = score_dir(input_dir, model, pattern=pattern, recursive=recursive,
+                                       options=options, bands=bands, n_jobs=n_jobs,
+                                       progress=update, stop_on_error=fail_on_error)
+    except NoInputError as e:
+        fail(str(e), ExitCode.FATAL)
+    except RecordError as e:
+        fail(f"{e} (--fail-on-error: nothing written)", ExitCode.FATAL)
+    try:
+        write_results(table, out, overwrite=overwrite)
+    except OutputExistsError as e:
+        fail(str(e), ExitCode.OUTPUT_EXISTS)
+    for message in summary.first_errors:
+        _LOGGER.warning(message)
+    click.echo(f"{summary.line()} -> {out}", err=quiet)
+    if summary.status["error"]:
+        raise SystemExit(int(ExitCode.PARTIAL))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

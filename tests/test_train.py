@@ -1,0 +1,198 @@
+"""Training, evaluation and export on the shipped sample (two epochs keep it quick)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from sklearn import metrics as skm
+
+from schemas import LEADS, MODEL_CONTRACT_KEYS, ModelContract
+from train.dataset import SplitError, check_disjoint, load_split, parse_folds
+from train.evaluate import (
+    at_threshold,
+    average_precision,
+    bootstrap_auc_ci,
+    choose_bands,
+    evaluate,
+    roc_auc,
+)
+from train.export import ExportError, export_onnx
+from train.fit import predict
+from train.model import build_model
+
+# ----------------------------------------------------------------------------- metrics
+
+
+@pytest.fixture
+def scores():
+    rng = np.random.default_rng(7)
+    y = rng.random(300) < 0.15
+    # rounded so that there are many ties, which is where AUC implementations differ
+    p = np.round(np.clip(rng.normal(0.3 + 0.3 * y, 0.2), 0, 1), 2)
+    return y, p
+
+
+def test_metrics_agree_with_scikit_learn(scores):
+    y, p = scores
+    assert roc_auc(y, p) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert average_precision(y, p) == pytest.approx(skm.average_precision_score(y, p), abs=1e-12)
+    for t in (0.2, 0.45, 0.7):
+        m = at_threshold(y, p, t)
+        pred = p >= t
+        tn, fp, fn, tp = skm.confusion_matrix(y, pred).ravel()
+        assert m["confusion_matrix"] == {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+        assert m["sensitivity"] == pytest.approx(skm.recall_score(y, pred))
+        assert m["specificity"] == pytest.approx(skm.recall_score(~y, ~pred))
+        assert m["ppv"] == pytest.approx(skm.precision_score(y, pred))
+        assert m["npv"] == pytest.approx(skm.precision_score(~y, ~pred))
+        assert m["f1"] == pytest.approx(skm.f1_score(y, pred))
+        assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+
+
+def test_bootstrap_interval_brackets_the_auc(scores):
+    y, p = scores
+    lo, hi = bootstrap_auc_ci(y, p, n_boot=300, seed=1)
+    assert lo < roc_auc(y, p) < hi
+    assert bootstrap_auc_ci(y, p, n_boot=300, seed=1) == (lo, hi)  # seeded
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bands_are_ordered_and_meet_their_targets(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.random(200) < 0.2
+    p = np.clip(rng.normal(0.35 + 0.25 * y, 0.15), 0, 1)
+    bands = choose_bands(y, p, 0.95, 0.95)
+    assert 0 <= bands.low <= bands.high <= 1
+    assert at_threshold(y, p, bands.low)["sensitivity"] >= 0.95
+    assert at_threshold(y, p, bands.high)["specificity"] >= 0.95
+    # the tightest thresholds: moving either one inwards breaks its target
+    assert at_threshold(y, p, np.nextafter(bands.low, 1))["sensitivity"] < 0.95
+    assert at_threshold(y, p, np.nextafter(bands.high, 0))["specificity"] < 0.95
+
+
+def test_bands_meet_in_the_middle_when_one_threshold_satisfies_both():
+    y = np.array([0] * 20 + [1] * 20, dtype=bool)
+    p = np.r_[np.linspace(0, 0.3, 20), np.linspace(0.7, 1, 20)]
+    bands = choose_bands(y, p)
+    assert bands.low == bands.high == pytest.approx(0.5, abs=0.21)
+    result = evaluate(y, p, bands, n_boot=50)
+    assert result["bands"]["borderline"]["records"] == 0
+
+
+# ----------------------------------------------------------------------------- data and models
+
+
+def test_folds_parse_and_stay_patient_disjoint(data_100: Path):
+    assert parse_folds("1-6") == (1, 2, 3, 4, 5, 6)
+    assert parse_folds("1,3,5-6") == (1, 3, 5, 6)
+    with pytest.raises(SplitError, match=r"folds must look like 1-8"):
+        parse_folds("one")
+    splits = {"train": load_split(data_100, (1, 2, 3, 4, 5, 6)),
+              "validation": load_split(data_100, (7,)), "test": load_split(data_100, (8,))}
+    check_disjoint(splits)  # PTB-XL keeps each patient in one fold
+    with pytest.raises(SplitError, match=r"train and test folds overlap: \[6\]"):
+        check_disjoint({"train": splits["train"], "test": load_split(data_100, (6, 8))})
+    with pytest.raises(SplitError, match=r"no records in folds \[10\]; the dataset holds folds "
+                       r"\[1, 2, 3, 4, 5, 6, 7, 8\]"):
+        load_split(data_100, (10,))
+
+
+def test_seed_architecture_is_the_reference_notebook_model():
+    import keras
+
+    model = build_model("seed", 1000, 100, np.zeros(12), np.ones(12))
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    # normalisation is part of every model (so the export takes raw mV); the rest is the notebook
+    assert [type(l).__name__ for l in layers] == [
+        "Normalization", "Conv1D", "MaxPooling1D", "LSTM", "Dropout", "Dense",
+    ]
+    conv, pool, lstm, drop, dense = layers[1:]
+    assert (conv.filters, conv.kernel_size, conv.activation.__name__) == (64, (3,), "relu")
+    assert pool.pool_size == (2,)
+    assert lstm.units == 50
+    assert drop.rate == 0.2
+    assert (dense.units, dense.activation.__name__) == (1, "sigmoid")
+    assert type(model.optimizer).__name__ == "Adam"
+    assert model.loss == "binary_crossentropy"
+    from train.model import TRAINING_DEFAULTS
+
+    assert TRAINING_DEFAULTS["seed"]["batch_size"] == 16
+    assert TRAINING_DEFAULTS["seed"]["epochs"] == 10
+
+
+# ----------------------------------------------------------------------------- fit and export
+
+
+def test_run_folder_is_complete(trained):
+    run_dir, run, _ = trained
+    for name in ("model.keras", "run.json", "metrics.json", "history.csv", "train.log",
+                 "predictions.parquet", "roc_pr.png", "confusion.png", "history.png",
+                 "scores.png", "report.md"):
+        assert (run_dir / name).is_file(), name
+    assert run["epochs_run"] == 2
+    assert run["records"] == {"train": 265, "validation": 44, "test": 44}
+    assert "epoch 2:" in (run_dir / "train.log").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert "![roc_pr](roc_pr.png)" in report
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["n"] == 44 and metrics["test"]["n_mi"] == 8
+    assert sum(b["records"] for b in metrics["test"]["bands"].values()) == 44
+
+
+def test_bands_meet_their_validation_targets_on_a_trained_model(trained, data_100):
+    import keras
+
+    run_dir, run, _ = trained
+    model = keras.models.load_model(run_dir / "model.keras")
+    val = load_split(data_100, (7,))
+    p = predict(model, val)
+    assert run["bands"]["low"] <= run["bands"]["high"]
+    assert at_threshold(val.y, p, run["bands"]["low"])["sensitivity"] >= 0.95
+    assert at_threshold(val.y, p, run["bands"]["high"])["specificity"] >= 0.95
+
+
+def test_onnx_metadata_is_complete_and_outputs_match_keras(trained, data_100):
+    import keras
+
+    run_dir, run, path = trained
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert {f"mi_screen.{k}" for k in MODEL_CONTRACT_KEYS} <= set(props)
+    contract = ModelContract.from_metadata(props)
+    assert contract.leads == LEADS and contract.fs == 100 and contract.input_samples == 1000
+    assert (contract.band_low, contract.band_high) == (run["bands"]["low"], run["bands"]["high"])
+    assert contract.data_manifest_sha256 == run["data_manifest_sha256"]
+    assert contract.metrics["test_n"] == 44
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    assert inp.name == contract.input_name and inp.shape[1:] == [1000, 12]
+    split = load_split(data_100, (1, 8))
+    x = split.millivolts()
+    onnx_p = session.run(None, {inp.name: x})[0].reshape(-1)
+    keras_p = keras.models.load_model(run_dir / "model.keras").predict(x, verbose=0).reshape(-1)
+    np.testing.assert_allclose(onnx_p, keras_p, atol=1e-4)
+    card = (path.parent / "model_card.md").read_text()
+    assert "Not a medical device" in card and "ROC AUC" in card
+
+
+def test_export_that_disagrees_with_keras_fails_and_writes_nothing(trained, tmp_path):
+    run_dir, _, _ = trained
+    out = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match=r"onnxruntime and Keras differ by .* the export is not "
+                       r"written"):
+        export_onnx(run_dir, out, tolerance=-1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_cli_help_teaches():
+    from click.testing import CliRunner
+
+    from train.cli import cli
+
+    for command in ("fit", "export"):
+        result = CliRunner().invoke(cli, [command, "--help"])
+        assert result.exit_code == 0 and "Example:" in result.output
