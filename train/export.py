@@ -55,6 +55,8 @@ def export_onnx(
     import tensorflow as tf
     import tf2onnx
 
+    # tf2onnx logs every optimisation pass at INFO; keep our own log readable
+    logging.getLogger("tf2onnx").setLevel(max(logging.WARNING, _LOGGER.getEffectiveLevel()))
     run_dir, out = Path(run_dir), Path(out)
     prepare_output(out, overwrite)
     card_path = out.with_name(out.stem + "_card.md")
