@@ -17,7 +17,7 @@ import numpy as np
 
 from ingest.errors import RecordError
 from ingest.records import read_record
-from schemas import LEADS, canonical_lead, unit_scale_to_mv
+from schemas import LEADS, unit_scale_to_mv
 
 #: Columns that are not leads and are dropped from CSV files (pandas' index, time stamps).
 _NON_LEAD_COLUMNS = {"", "index", "unnamed: 0", "sample", "samples", "time", "t", "timestamp",

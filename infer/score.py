@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ingest._util import commit_output, prepare_output, sha256_file
-from ingest.errors import RecordError
 from infer.preprocess import prepare
 from infer.readers import discover, read_csv, read_wfdb, record_id
+from ingest._util import commit_output, prepare_output, sha256_file
+from ingest.errors import RecordError
 from schemas import RESULTS_SCHEMA, Band, ModelContract, ModelContractError, band_for
 
 _LOGGER = logging.getLogger(__name__)
@@ -212,11 +212,7 @@ def score_dir(
     """Score every WFDB record and CSV file under ``input_dir`` (see :func:`score_inputs`)."""
     inputs = discover(input_dir, pattern=pattern, recursive=recursive)
     if not inputs:
-        raise NoInputError(
-            f"{input_dir}: no .hea or .csv files to score"
-            + (f" matching {pattern!r}" if pattern else "")
-            + ("" if recursive else " (not searching subfolders: drop --no-recursive)")
-        )
+        raise NoInputError(f"{input_dir}: no .hea or .csv files to score")
     return score_inputs(inputs, model, **kwargs)
 
 

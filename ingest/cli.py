@@ -54,7 +54,9 @@ def cli() -> None:
     show_default=True,
     help="Worker processes (-1: one per core). The output is identical for any value.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out once the new one is complete.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing --out once the new one is complete."
+)
 @verbosity_options
 def ptbxl(
     root: Path, out: Path, rate: str, n_jobs: int, overwrite: bool, verbose: bool, quiet: bool

@@ -23,7 +23,7 @@ _FMT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?$")
 _GAIN_RE = re.compile(r"^([-+0-9.eE]+)(?:\(([-+]?\d+)\))?(?:/(\S+))?$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SignalSpec:
     """One signal line of a WFDB header (the fields this pipeline uses)."""
 
@@ -134,11 +134,13 @@ def parse_header(hea_path: str | os.PathLike[str], text: str | None = None) -> H
                 f"{hea}: header file not found; check the path or the record list",
                 kind="missing_file",
             ) from None
-    lines = [
-        (i, ln.split("#", 1)[0].strip())
-        for i, ln in enumerate(text.splitlines(), 1)
-    ]
-    lines = [(i, ln) for i, ln in lines if ln]
+    lines = []
+    for i, ln in enumerate(text.splitlines(), 1):
+        if "#" in ln:
+            ln = ln.split("#", 1)[0]
+        ln = ln.strip()
+        if ln:
+            lines.append((i, ln))
     if not lines:
         raise HeaderError(f"{hea}: empty header; re-download or re-export the record")
     lineno, first = lines[0]
@@ -174,13 +176,18 @@ def parse_header(hea_path: str | os.PathLike[str], text: str | None = None) -> H
     signals = []
     for lineno, line in sig_lines:
         parts = line.split(maxsplit=8)
-        if len(parts) < 2:
+        n_parts = len(parts)
+        if n_parts < 2:
             raise HeaderError(f"{hea}: line {lineno}: signal line {line!r} lacks a format")
-        m = _FMT_RE.match(parts[1])
-        if not m:
-            raise HeaderError(f"{hea}: line {lineno}: signal format {parts[1]!r} is not valid")
+        fmt, spf, skew, offset = parts[1], 1, 0, 0
+        if not fmt.isdigit():  # the common case ("16") needs no regex
+            m = _FMT_RE.match(fmt)
+            if not m:
+                raise HeaderError(f"{hea}: line {lineno}: signal format {fmt!r} is not valid")
+            fmt, spf = m.group(1), int(m.group(2) or 1)
+            skew, offset = int(m.group(3) or 0), int(m.group(4) or 0)
         gain, baseline, units = 200.0, None, "mV"
-        if len(parts) > 2:
+        if n_parts > 2:
             g = _GAIN_RE.match(parts[2])
             if not g:
                 raise HeaderError(
@@ -193,22 +200,23 @@ def parse_header(hea_path: str | os.PathLike[str], text: str | None = None) -> H
                 raise HeaderError(
                     f"{hea}: line {lineno}: ADC gain {parts[2]!r} is not a number"
                 ) from None
-            baseline = int(g.group(2)) if g.group(2) is not None else None
+            if g.group(2) is not None:
+                baseline = int(g.group(2))
             units = g.group(3) or "mV"
-        adc_zero = _int(parts[4], "ADC zero", hea, lineno) if len(parts) > 4 else 0
-        checksum = _int(parts[6], "checksum", hea, lineno) if len(parts) > 6 else None
+        adc_zero = _int(parts[4], "ADC zero", hea, lineno) if n_parts > 4 else 0
+        checksum = _int(parts[6], "checksum", hea, lineno) if n_parts > 6 else None
         signals.append(
             SignalSpec(
                 file_name=parts[0],
-                fmt=m.group(1),
-                samples_per_frame=int(m.group(2) or 1),
-                skew=int(m.group(3) or 0),
-                byte_offset=int(m.group(4) or 0),
+                fmt=fmt,
+                samples_per_frame=spf,
+                skew=skew,
+                byte_offset=offset,
                 adc_gain=gain,
                 baseline=adc_zero if baseline is None else baseline,
                 units=units,
                 checksum=checksum,
-                name=parts[8].strip() if len(parts) > 8 else f"sig{len(signals)}",
+                name=parts[8].strip() if n_parts > 8 else f"sig{len(signals)}",
             )
         )
     return Header(record_name=name, fs=fs, n_samples=n_samples, signals=tuple(signals))

@@ -38,8 +38,8 @@ _LEAD_ALIASES = {
 def canonical_lead(name: str) -> str | None:
     """Return the standard name in :data:`LEADS` for a lead label, or None if unknown.
 
-    >>> canonical_lead("aVR"), canonical_lead("MLII"), canonical_lead("lead v5"), canonical_lead("x")
-    ('AVR', 'II', 'V5', None)
+    >>> [canonical_lead(n) for n in ("aVR", "MLII", "lead v5", "x")]
+    ['AVR', 'II', 'V5', None]
     """
     key = re.sub(r"[\s_\-]+", "", str(name).strip().lower())
     if key.startswith("lead"):
@@ -104,8 +104,11 @@ RECORD_SCHEMA = pa.schema(
         pa.field("electrodes_problems", pa.string()),
         pa.field("extra_beats", pa.string()),
         pa.field("pacemaker", pa.string()),
-        pa.field("scp_codes", _list(pa.struct([("code", pa.string()), ("likelihood", pa.float32())])),
-                 nullable=False),
+        pa.field(
+            "scp_codes",
+            _list(pa.struct([("code", pa.string()), ("likelihood", pa.float32())])),
+            nullable=False,
+        ),
         pa.field("diagnostic_superclasses", _list(pa.string()), nullable=False),
         pa.field("mi", pa.bool_(), nullable=False),
         pa.field("mi_codes", _list(pa.string()), nullable=False),
@@ -138,7 +141,7 @@ ERRORS_SCHEMA = pa.schema(
 )
 
 
-class Band(str, enum.Enum):
+class Band(enum.StrEnum):
     """Threshold band of a scored record: below the low threshold, between, or above the high."""
 
     NORMAL = "normal"
@@ -158,13 +161,14 @@ def band_for(probability: float, low: float, high: float) -> Band:
 #: One row per input record found by ``infer score``.  Columns:
 #:
 #: - ``record_id``: file stem; ``path``: the input file; ``format``: ``wfdb`` or ``csv``
-#: - ``input_fs`` (Hz), ``duration_s``: as read, before resampling; ``leads_found``: the input's lead
-#:   names mapped to :data:`LEADS`, comma separated; ``leads_filled``: leads filled with zeros
-#:   (only with ``--allow-missing-leads``)
+#: - ``input_fs`` (Hz), ``duration_s``: as read, before resampling
+#: - ``leads_found``: the input's leads mapped to :data:`LEADS`, comma separated;
+#:   ``leads_filled``: leads filled with zeros (only with ``--allow-missing-leads``)
 #: - ``n_windows``: model-length windows scored (their probabilities are averaged)
 #: - ``mi_probability`` and ``band`` (normal / borderline / MI); null when status is ``error``
 #: - ``status``: ``ok``, ``warning`` (scored, but read the message) or ``error`` (not scored);
-#:   ``message``: what is wrong and how to fix it (empty when ok)
+#:   ``message``: for warnings and errors what is wrong and how to fix it; for ok rows, notes
+#:   such as resampling (empty when there is nothing to say)
 #: - ``model_name``, ``model_sha256`` (of the .onnx file), ``scored_at`` (UTC)
 RESULTS_SCHEMA = pa.schema(
     [

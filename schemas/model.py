@@ -53,7 +53,7 @@ class ModelContract:
 
     @classmethod
     def from_metadata(cls, props: dict[str, str], source: str = "model") -> ModelContract:
-        """Parse and validate ``metadata_props``; raise :class:`ModelContractError` naming the gap."""
+        """Parse and validate ``metadata_props``; raise ModelContractError naming the gap."""
         missing = [k for k in MODEL_CONTRACT_KEYS if _PREFIX + k not in props]
         if missing:
             raise ModelContractError(

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import wfdb
 from click.testing import CliRunner
-
 from conftest import SAMPLE, make_corpus
+
 from ingest import OutputExistsError, convert_ptbxl, open_dataset, signals_from_table
 from ingest.cli import cli
 from schemas import ERRORS_SCHEMA, LEADS, PARTITION_SCHEMA, RECORD_SCHEMA, ExitCode

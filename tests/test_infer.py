@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 import wfdb
 from click.testing import CliRunner
+from conftest import REPO, SAMPLE
 from scipy.signal import resample_poly
 
-from conftest import REPO, SAMPLE
 from infer import Model, score_dir, score_inputs
 from infer.cli import cli
 from schemas import LEADS, RESULTS_SCHEMA, ExitCode

@@ -7,8 +7,8 @@ import csv
 from pathlib import Path
 
 import pytest
-
 from conftest import SAMPLE
+
 from ingest import MetadataError, load_database, load_scp_statements
 from ingest.metadata import labels
 

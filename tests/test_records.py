@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wfdb
-
 from conftest import SAMPLE
+
 from ingest import HeaderError, RecordError, parse_header, read_record
 
 ALL_RECORDS = sorted(str(p)[:-4] for p in SAMPLE.glob("records*/*/*.hea"))

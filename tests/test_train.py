@@ -106,9 +106,9 @@ def test_seed_architecture_is_the_reference_notebook_model():
     import keras
 
     model = build_model("seed", 1000, 100, np.zeros(12), np.ones(12))
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    layers = [x for x in model.layers if not isinstance(x, keras.layers.InputLayer)]
     # normalisation is part of every model (so the export takes raw mV); the rest is the notebook
-    assert [type(l).__name__ for l in layers] == [
+    assert [type(x).__name__ for x in layers] == [
         "Normalization", "Conv1D", "MaxPooling1D", "LSTM", "Dropout", "Dense",
     ]
     conv, pool, lstm, drop, dense = layers[1:]

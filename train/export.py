@@ -133,6 +133,8 @@ def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, 
     """The model card: intended use, data, folds, metrics with intervals, bands, limitations."""
     t = metrics["test"]
     low, high = t["thresholds"]["low"], t["thresholds"]["high"]
+    ci = t["roc_auc_ci95"]
+    per_band = ", ".join(f"{k} {v['records']} ({v['mi']} MI)" for k, v in t["bands"].items())
     return f"""# Model card: {contract.model_name}
 
 Generated {datetime.now(UTC).isoformat(timespec="seconds")} by `train export`.
@@ -166,11 +168,12 @@ Architecture `{contract.architecture}`; {run['epochs_run']} epochs run, weights 
 {run['best_epoch']} kept; seed {run['config']['seed']}.
 
 ## Metrics (test folds, {t['n']} records, {t['n_mi']} MI)
-- ROC AUC {t['roc_auc']:.3f} (95% bootstrap CI {t['roc_auc_ci95'][0]:.3f}-{t['roc_auc_ci95'][1]:.3f})
+- ROC AUC {t['roc_auc']:.3f} (95% bootstrap CI {ci[0]:.3f}-{ci[1]:.3f})
 - PR AUC {t['pr_auc']:.3f} (prevalence {t['prevalence']:.3f})
 - At the low threshold: sensitivity {low['sensitivity']:.3f}, specificity {low['specificity']:.3f}
-- At the high threshold: sensitivity {high['sensitivity']:.3f}, specificity {high['specificity']:.3f}
-- Test records per band: {", ".join(f"{k} {v['records']} ({v['mi']} MI)" for k, v in t['bands'].items())}
+- At the high threshold: sensitivity {high['sensitivity']:.3f}, specificity \
+{high['specificity']:.3f}
+- Test records per band: {per_band}
 
 ONNX vs Keras: max |difference| {max_diff:.2e} on {n_checked} test records.
 

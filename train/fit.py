@@ -220,7 +220,8 @@ def fit(
             "train_seconds": round(seconds, 2),
             "train_samples_per_second": round(
                 len(splits["train"]) * len(history.get("loss", [])) / seconds, 1),
-            "versions": package_versions("mi-screen", "tensorflow-cpu", "keras", "numpy", "pyarrow"),
+            "versions": package_versions("mi-screen", "tensorflow-cpu", "keras", "numpy",
+                                         "pyarrow"),
         }
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
