@@ -71,7 +71,7 @@ test: setup
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 
-bench: setup
+bench: $(MODEL) | setup
 	$(BIN)/python benchmarks/run.py --out benchmarks/RESULTS.md
 
 lint: setup

@@ -80,7 +80,7 @@ class Model:
                                      f"contract's {self.contract.input_name!r}")
         self.sha256 = sha256_file(self.path)
 
-    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """MI probability per window; ``x`` is float32 ``(n, input_samples, n_leads)`` mV."""
         out = [
             self.session.run(None, {self.contract.input_name: x[i : i + batch_size]})[0]

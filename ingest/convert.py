@@ -48,9 +48,14 @@ from schemas import ERRORS_SCHEMA, LEADS, PARTITION_SCHEMA, RATES, RECORD_SCHEMA
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Records per chunk (one Parquet file, one row group).  Fixed, not derived from n_jobs, so
-#: the output does not depend on the degree of parallelism.
+#: Records per chunk (one Parquet file, one row group) at 100 Hz; at other rates the chunk
+#: holds as many samples (102 records at 500 Hz), so a worker's memory does not depend on the
+#: rate.  Fixed, not derived from n_jobs, so the output does not depend on the parallelism.
 CHUNK_SIZE = 512
+
+
+def default_chunk_size(rate: int) -> int:
+    return max(1, CHUNK_SIZE * 100 // rate)
 #: LZ4: Parquet stores int16 in 32-bit slots, so some compression is needed to stay near the
 #: raw .dat size; LZ4 writes and reads about twice as fast as zstd level 1 for 1.4x the size
 #: (measured on 512 PTB-XL records: 115 vs 195 ms to write, 55 vs 100 ms to read, 13.3 vs
@@ -201,17 +206,22 @@ def _convert_chunk(
     result.n_ok = len(meta)
     result.n_mi = sum(1 for r in meta if r["mi"])
     result.n_bytes = int(flat.nbytes)
+    del table, flat, signals
+    # Arrow's allocator keeps freed chunks for reuse; hand them back so a long-lived worker's
+    # memory stays that of one chunk
+    pa.default_memory_pool().release_unused()
     return result
 
 
 
 def _plan(
     root: Path, chunk_size: int
-) -> tuple[int, list[tuple[int, int, list]], list[dict[str, Any]], dict, ScpTable]:
+) -> tuple[pd.DataFrame, list[tuple[int, int, np.ndarray]], list[dict[str, Any]], dict, ScpTable]:
     """Check both tables and cut the rows into chunks (one fold each, sorted by ecg_id).
 
     Only what grouping needs is parsed here (``strat_fold``, ``ecg_id``); each row is fully
-    validated by the worker that converts it, so validation runs in parallel too.
+    validated by the worker that converts it, so validation runs in parallel too.  Chunks are
+    row positions: rows are materialised one chunk at a time, as workers ask for them.
     """
     database_csv, scp_csv = root / "ptbxl_database.csv", root / "scp_statements.csv"
     # Both tables are checked before any record is touched: a bad table stops the run.
@@ -219,31 +229,29 @@ def _plan(
     db = load_database(database_csv)
     ids = pd.to_numeric(db["ecg_id"]).astype(np.int64).to_numpy()
     folds = pd.to_numeric(db["strat_fold"], errors="coerce").to_numpy()
-    records = db.to_dict("records")
-    by_fold: dict[int, list[tuple[int, int, dict[str, str]]]] = {}
+    valid = np.isfinite(folds) & (folds == np.round(folds)) & (folds >= 1) & (folds <= 127)
     errors = []
-    for i, fold in enumerate(folds):
-        if not (np.isfinite(fold) and fold == int(fold) and 1 <= fold <= 127):
-            # let the row validator word the error, exactly as for any other field
-            where = f"{database_csv}: row {i + 2} (ecg_id {records[i]['ecg_id']})"
-            try:
-                record_row(records[i], scp, "filename_lr", where)
-                raise RecordError(f"{where}: strat_fold = {records[i]['strat_fold']!r} is not "
-                                  "a fold number 1-127", kind="bad_metadata")
-            except RecordError as e:
-                errors.append(_error(int(ids[i]), str(database_csv), e))
-            continue
-        by_fold.setdefault(int(fold), []).append((int(ids[i]), i + 2, records[i]))
+    for i in np.flatnonzero(~valid):
+        # the row validator words the error, exactly as for any other field
+        row = db.iloc[i].to_dict()
+        where = f"{database_csv}: row {i + 2} (ecg_id {row['ecg_id']})"
+        try:
+            record_row(row, scp, "filename_lr", where)
+            raise RecordError(f"{where}: strat_fold = {row['strat_fold']!r} is not a fold "
+                              "number 1-127", kind="bad_metadata")
+        except RecordError as e:
+            errors.append(_error(int(ids[i]), str(database_csv), e))
     chunks = []
-    for fold in sorted(by_fold):
-        rows = [(lineno, raw) for _, lineno, raw in sorted(by_fold[fold], key=lambda r: r[0])]
-        for start in range(0, len(rows), chunk_size):
-            chunks.append((len(chunks), fold, rows[start : start + chunk_size]))
+    for fold in np.unique(folds[valid]).astype(int):
+        positions = np.flatnonzero(valid & (folds == fold))
+        positions = positions[np.argsort(ids[positions], kind="stable")]
+        for start in range(0, len(positions), chunk_size):
+            chunks.append((len(chunks), int(fold), positions[start : start + chunk_size]))
     inputs = {
         "ptbxl_database.csv": sha256_file(database_csv),
         "scp_statements.csv": sha256_file(scp_csv),
     }
-    return len(db), chunks, errors, inputs, scp
+    return db, chunks, errors, inputs, scp
 
 
 def convert_ptbxl(
@@ -252,7 +260,7 @@ def convert_ptbxl(
     rate: int = 100,
     n_jobs: int = -1,
     overwrite: bool = False,
-    chunk_size: int = CHUNK_SIZE,
+    chunk_size: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ConversionSummary:
     """Convert every record listed in ``ptbxl_database.csv`` to a partitioned Parquet dataset.
@@ -265,7 +273,7 @@ def convert_ptbxl(
     rate : 100 or 500 (Hz): which of PTB-XL's two copies of each record to convert
     n_jobs : joblib worker processes (-1: one per core); the output does not depend on it
     overwrite : replace an existing ``out_dir`` (only once the new one is complete)
-    chunk_size : records per Parquet file
+    chunk_size : records per Parquet file (default: :func:`default_chunk_size` of the rate)
     progress : called with the number of records finished after each chunk
 
     Returns
@@ -290,7 +298,10 @@ def convert_ptbxl(
     t0 = time.perf_counter()
     root, out_dir = Path(root), Path(out_dir)
     prepare_output(out_dir, overwrite)
-    n_listed, chunks, errors, inputs, scp = _plan(root, chunk_size)
+    chunk_size = chunk_size or default_chunk_size(rate)
+    db, chunks, errors, inputs, scp = _plan(root, chunk_size)
+    n_listed = len(db)
+    database_csv = str(root / "ptbxl_database.csv")
     if progress and errors:
         progress(len(errors))
     tmp = make_temp_dir(out_dir)
@@ -299,9 +310,16 @@ def convert_ptbxl(
         runner = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
         for res in runner(
             joblib.delayed(_convert_chunk)(
-                cid, fold, rows, str(root), rate, str(tmp), scp, str(root / "ptbxl_database.csv")
+                cid,
+                fold,
+                list(zip((pos + 2).tolist(), db.iloc[pos].to_dict("records"), strict=True)),
+                str(root),
+                rate,
+                str(tmp),
+                scp,
+                database_csv,
             )
-            for cid, fold, rows in chunks
+            for cid, fold, pos in chunks
         ):
             results.append(res)
             errors.extend(res.errors)
