@@ -4,6 +4,7 @@
 #   make demo                       whole pipeline on the shipped sample, then score it
 #   make test                       the test suite (what CI runs)
 #   make ingest train export PTBXL_DIR=/path/to/ptb-xl     the full corpus
+#   variables: RATE=100|500  ARCH=cnnlstm|seed  EPOCHS=N  OUT=out  SCORE_INPUT=DIR  RESULTS=FILE
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,10 +15,12 @@ PTBXL_DIR ?= $(SAMPLE_DIR)
 RATE ?= 100
 OUT ?= out
 ARCH ?= cnnlstm
-EPOCHS ?= 40
+EPOCHS ?=
 N_JOBS ?= -1
-DATA := $(OUT)/ptbxl-$(RATE)
-RUN := $(OUT)/run-$(ARCH)-$(RATE)
+# the shipped sample and a full corpus get their own folders, so neither stands in for the other
+DATASET := $(if $(filter $(PTBXL_DIR),$(SAMPLE_DIR)),sample,ptbxl)
+DATA := $(OUT)/$(DATASET)-$(RATE)
+RUN := $(OUT)/run-$(DATASET)-$(ARCH)-$(RATE)
 MODEL := $(OUT)/model.onnx
 SCORE_INPUT ?= $(SAMPLE_DIR)/records$(RATE)
 RESULTS ?= $(OUT)/results.parquet
@@ -33,7 +36,7 @@ endif
 .PHONY: help setup ingest train export score demo test bench lint clean download-ptbxl
 
 help:
-	@sed -n '1,8p' Makefile
+	@sed -n '1,9p' Makefile
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +54,7 @@ $(DATA)/manifest.json: | setup
 
 train: $(RUN)/model.keras
 $(RUN)/model.keras: $(DATA)/manifest.json | setup
-	$(BIN)/train fit --data $(DATA) --out $(RUN) --arch $(ARCH) --epochs $(EPOCHS) $(FOLDS) --overwrite
+	$(BIN)/train fit --data $(DATA) --out $(RUN) --arch $(ARCH) $(if $(EPOCHS),--epochs $(EPOCHS)) $(FOLDS) --overwrite
 
 export: $(MODEL)
 $(MODEL): $(RUN)/model.keras | setup

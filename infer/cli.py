@@ -8,25 +8,19 @@ from pathlib import Path
 
 import click
 
-from ingest._cli_common import fail, progress_bar, setup_logging, verbosity_options
+from ingest._cli_common import (
+    fail,
+    parse_bands,
+    progress_bar,
+    setup_logging,
+    verbosity_options,
+)
 from ingest.errors import OutputExistsError, RecordError
 from schemas import ExitCode, ModelContractError
 
 _LOGGER = logging.getLogger("infer")
 #: Where `make export` writes the model; used when --model is not given.
 DEFAULT_MODEL = os.environ.get("MI_SCREEN_MODEL", "out/model.onnx")
-
-
-def _bands(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        low, high = (float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected LOW,HIGH such as 0.2,0.6; got {value!r}") from None
-    if not 0 <= low <= high <= 1:
-        raise click.BadParameter(f"need 0 <= LOW <= HIGH <= 1; got {value!r}")
-    return low, high
 
 
 @click.group()
@@ -61,7 +55,7 @@ def cli() -> None:
               help="Score records shorter than the model input, padded with zeros (warning).")
 @click.option("--allow-missing-leads", is_flag=True,
               help="Score records with missing leads, filled with zeros (warning).")
-@click.option("--bands", callback=_bands, default=None, metavar="LOW,HIGH",
+@click.option("--bands", callback=parse_bands, default=None, metavar="LOW,HIGH",
               help="Band thresholds [default: the model's, chosen on validation].")
 @click.option("--n-jobs", type=int, default=None,
               help="Reader processes for large batches [default: one per core].")

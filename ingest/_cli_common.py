@@ -42,3 +42,16 @@ def progress_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[in
         return
     with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) as bar:
         yield bar.update
+
+
+def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None):
+    """click callback for ``--bands LOW,HIGH`` (train fit and infer score)."""
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected LOW,HIGH such as 0.2,0.6; got {value!r}") from None
+    if not 0 <= low <= high <= 1:
+        raise click.BadParameter(f"need 0 <= LOW <= HIGH <= 1; got {value!r}")
+    return low, high

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ingest._cli_common import fail, setup_logging, verbosity_options
+from ingest._cli_common import fail, parse_bands, setup_logging, verbosity_options
 from ingest.errors import OutputExistsError
 from schemas import ExitCode
 from train.dataset import SplitError, parse_folds
@@ -31,18 +31,6 @@ class FoldsType(click.ParamType):
             return parse_folds(value)
         except SplitError as e:
             self.fail(str(e), param, ctx)
-
-
-def _bands(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        low, high = (float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected LOW,HIGH such as 0.2,0.6; got {value!r}") from None
-    if not 0 <= low <= high <= 1:
-        raise click.BadParameter(f"need 0 <= LOW <= HIGH <= 1; got {value!r}")
-    return low, high
 
 
 @click.group()
@@ -76,7 +64,7 @@ def cli() -> None:
               help="The low band threshold keeps at least this sensitivity on validation.")
 @click.option("--min-specificity", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="The high band threshold keeps at least this specificity on validation.")
-@click.option("--bands", callback=_bands, default=None, metavar="LOW,HIGH",
+@click.option("--bands", callback=parse_bands, default=None, metavar="LOW,HIGH",
               help="Fixed band thresholds instead of choosing them on validation.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
