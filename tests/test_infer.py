@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from conftest import REPO, SAMPLE
 from scipy.signal import resample_poly
 
-from infer import Model, score_dir, score_inputs
+from infer import Model, ScoreOptions, discover, score_dir, score_inputs
 from infer.cli import cli
 from schemas import LEADS, RESULTS_SCHEMA, ExitCode
 
@@ -194,16 +194,28 @@ def test_resampled_records_score_like_the_original(tmp_path, model):
 
 
 def test_pad_short_and_missing_leads_are_opt_in_warnings(tmp_path, model):
-    cases = _bad_inputs(tmp_path / "in")
-    del cases
+    _bad_inputs(tmp_path / "in")
     got = _score(tmp_path / "in", model, pattern="*.csv",
-                 options=__import__("infer").ScoreOptions(pad_short=True,
-                                                           allow_missing_leads=True))
+                 options=ScoreOptions(pad_short=True, allow_missing_leads=True))
+    assert set(got["format"]) == {"csv"}  # --pattern kept the WFDB records out
     assert got.loc["short", "status"] == "warning"
     assert "3.0 s record padded with zeros to 10 s (--pad-short)" in got.loc["short", "message"]
     assert got.loc["leads11", "status"] == "warning"
     assert got.loc["leads11", "leads_filled"] == "V6"
     assert got.loc["unknown", "status"] == "error"  # unknown names are never guessed
+
+
+def test_discovery_pattern_and_recursion(tmp_path):
+    _copy_records(tmp_path / "a" / "b", RECORDS[:2])
+    (tmp_path / "a" / "x.csv").write_text("I,II\n")
+    (tmp_path / "a" / ".hidden.csv").write_text("")
+    (tmp_path / "a" / "notes.txt").write_text("")
+    found = discover(tmp_path / "a")
+    assert [(Path(p).name, f) for p, f in found] == [
+        (RECORDS[0].name, "wfdb"), (RECORDS[1].name, "wfdb"), ("x.csv", "csv")]
+    assert [Path(p).name for p, _ in discover(tmp_path / "a", recursive=False)] == ["x.csv"]
+    assert [Path(p).name for p, _ in discover(tmp_path / "a", pattern="b/*")] == [
+        RECORDS[0].name, RECORDS[1].name]
 
 
 def test_long_record_is_scored_in_windows(tmp_path, model):
