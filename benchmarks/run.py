@@ -180,8 +180,10 @@ def bench_ingest(work: Path, lines: list[str], results: dict) -> None:
         "and writing compressed Parquet).",
         f"- Target <= 10 s at 100 Hz: {'met' if wall100 <= 10 else 'NOT met'}.",
         f"- Peak memory {mem100:.0f} MB for {FULL_SIZE} records vs {mem_small:.0f} MB for 2000 "
-        f"(500 Hz: {mem500:.0f} MB): target <= 2 GB and flat in corpus size: "
-        f"{'met' if max(mem100, mem500) <= 2000 else 'NOT met'}.",
+        f"({(mem100 - mem_small) / mem_small:+.0%} for 11x the records; 500 Hz: {mem500:.0f} MB):"
+        f" target <= 2 GB {'met' if max(mem100, mem500) <= 2000 else 'NOT met'}. Signals are "
+        "held one chunk per worker; what grows is the parent's metadata table (all rows of "
+        "ptbxl_database.csv) and the workers' allocator reaching its steady state.",
         "",
     ]
 
