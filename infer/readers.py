@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,6 @@ class RawInput:
     fs: float
     signal: np.ndarray
     names: list[str]
-    notes: list[str] = field(default_factory=list)
 
 
 def read_wfdb(path: str) -> RawInput:

@@ -78,7 +78,6 @@ class ChunkResult:
     n_records: int
     n_ok: int = 0
     n_mi: int = 0
-    n_bytes: int = 0
     sha256: str = ""
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -205,7 +204,6 @@ def _convert_chunk(
     )
     result.n_ok = len(meta)
     result.n_mi = sum(1 for r in meta if r["mi"])
-    result.n_bytes = int(flat.nbytes)
     del table, flat, signals
     # Arrow's allocator keeps freed chunks for reuse; hand them back so a long-lived worker's
     # memory stays that of one chunk

@@ -68,7 +68,6 @@ class Record:
     adc_gain: np.ndarray
     baseline: np.ndarray
     units: tuple[str, ...]
-    raw_bytes: int = 0
 
     @property
     def n_samples(self) -> int:
@@ -309,7 +308,6 @@ def read_record(
         adc_gain=np.array([s.adc_gain for s in sigs], dtype=np.float64),
         baseline=np.array([s.baseline for s in sigs], dtype=np.int64),
         units=tuple(s.units for s in sigs),
-        raw_bytes=data.nbytes,
     )
 
 
@@ -350,5 +348,4 @@ def _read_with_wfdb(base: str, header: Header) -> Record:
         adc_gain=np.asarray(rec.adc_gain, dtype=np.float64),
         baseline=np.asarray(rec.baseline, dtype=np.int64),
         units=tuple(rec.units),
-        raw_bytes=int(d.size * 2),
     )

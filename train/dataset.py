@@ -68,12 +68,6 @@ class Split:
             self.signals[index], self.gain[index, None, None], self.baseline[index, None, None]
         )
 
-    def subset(self, mask: np.ndarray) -> Split:
-        return Split(
-            self.folds, self.signals[mask], self.gain[mask], self.baseline[mask], self.y[mask],
-            self.ecg_id[mask], self.patient_id[mask], self.fs,
-        )
-
 
 def load_split(data_dir: str | os.PathLike[str], folds: Sequence[int]) -> Split:
     """Load the records of ``folds`` from an ``ingest ptbxl`` output folder."""
