@@ -79,8 +79,7 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
         infer score --input data/ptbxl-sample/records100 --out results.parquet
         infer score --input exports/ --out results.csv --pattern '*.csv' --csv-fs 500
     """
-    from infer.readers import discover
-    from infer.score import Model, ScoreOptions, score_inputs, write_results
+    from infer.score import Model, NoInputError, ScoreOptions, score_dir, write_results
 
     setup_logging(verbose, quiet)
     if out.exists() and not overwrite:
@@ -90,19 +89,15 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
         model = Model(model_path)
     except (FileNotFoundError, ModelContractError) as e:
         fail(str(e), ExitCode.FATAL)
-    inputs = discover(input_dir, pattern=pattern, recursive=recursive)
-    if not inputs:
-        fail(f"{input_dir}: no .hea or .csv files to score"
-             + (f" matching {pattern!r}" if pattern else "")
-             + ("" if recursive else " (not searching subfolders: drop --no-recursive)"),
-             ExitCode.FATAL)
     options = ScoreOptions(csv_fs=csv_fs, csv_units=csv_units, pad_short=pad_short,
                            allow_missing_leads=allow_missing_leads)
     try:
-        with progress_bar(len(inputs), "scoring", enabled=not quiet) as update:
-            table, summary = score_inputs(inputs, model, options=options, bands=bands,
-                                          n_jobs=n_jobs, progress=update,
-                                          stop_on_error=fail_on_error)
+        with progress_bar("scoring", enabled=not quiet) as update:
+            table, summary = score_dir(input_dir, model, pattern=pattern, recursive=recursive,
+                                       options=options, bands=bands, n_jobs=n_jobs,
+                                       progress=update, stop_on_error=fail_on_error)
+    except NoInputError as e:
+        fail(str(e), ExitCode.FATAL)
     except RecordError as e:
         fail(f"{e} (--fail-on-error: nothing written)", ExitCode.FATAL)
     try:

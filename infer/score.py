@@ -142,7 +142,7 @@ def score_inputs(
     options: ScoreOptions = ScoreOptions(),
     bands: tuple[float, float] | None = None,
     n_jobs: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     stop_on_error: bool = False,
 ) -> tuple[pa.Table, ScoreSummary]:
     """Score ``(path, format)`` inputs; one RESULTS_SCHEMA row per input, in input order.
@@ -196,7 +196,7 @@ def score_inputs(
                     summary.first_errors.append(row["message"])
             rows.append(row)
         if progress:
-            progress(len(chunk))
+            progress(len(chunk), len(inputs))
     summary.n = len(rows)
     summary.seconds = time.perf_counter() - t0
     return pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA), summary
@@ -212,7 +212,11 @@ def score_dir(
     """Score every WFDB record and CSV file under ``input_dir`` (see :func:`score_inputs`)."""
     inputs = discover(input_dir, pattern=pattern, recursive=recursive)
     if not inputs:
-        raise NoInputError(f"{input_dir}: no .hea or .csv files to score")
+        raise NoInputError(
+            f"{input_dir}: no .hea or .csv files to score"
+            + (f" matching {pattern!r}" if pattern else "")
+            + ("" if recursive else " (not searching subfolders: drop --no-recursive)")
+        )
     return score_inputs(inputs, model, **kwargs)
 
 

@@ -35,13 +35,29 @@ def fail(message: str, code: ExitCode) -> None:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, label: str, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A click progress bar on a terminal (stderr), a no-op otherwise."""
+def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """A click progress bar on a terminal (stderr), a no-op otherwise.
+
+    Yields the library's progress callback ``(n_just_done, total)``; the bar is drawn from the
+    first call, so the caller need not know the total in advance.
+    """
     if not enabled or not sys.stderr.isatty():
-        yield lambda n: None
+        yield lambda n, total: None
         return
-    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) as bar:
-        yield bar.update
+    bar = None
+
+    def update(n: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+            bar.__enter__()
+        bar.update(n)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None):

@@ -11,7 +11,6 @@ from ingest._cli_common import fail, progress_bar, setup_logging, verbosity_opti
 from ingest.convert import convert_ptbxl
 from ingest.download import PTBXL_URL, DownloadError, download_ptbxl
 from ingest.errors import MetadataError, OutputExistsError
-from ingest.metadata import load_database
 from schemas import RATES, ExitCode
 
 _LOGGER = logging.getLogger("ingest")
@@ -76,8 +75,7 @@ def ptbxl(
     """
     setup_logging(verbose, quiet)
     try:
-        total = len(load_database(root / "ptbxl_database.csv"))
-        with progress_bar(total, f"ingest {rate} Hz", enabled=not quiet) as update:
+        with progress_bar(f"ingest {rate} Hz", enabled=not quiet) as update:
             summary = convert_ptbxl(
                 root, out, rate=int(rate), n_jobs=n_jobs, overwrite=overwrite, progress=update
             )

@@ -52,10 +52,6 @@ _LOGGER = logging.getLogger(__name__)
 #: holds as many samples (102 records at 500 Hz), so a worker's memory does not depend on the
 #: rate.  Fixed, not derived from n_jobs, so the output does not depend on the parallelism.
 CHUNK_SIZE = 512
-
-
-def default_chunk_size(rate: int) -> int:
-    return max(1, CHUNK_SIZE * 100 // rate)
 #: LZ4: Parquet stores int16 in 32-bit slots, so some compression is needed to stay near the
 #: raw .dat size; LZ4 writes and reads about twice as fast as zstd level 1 for 1.4x the size
 #: (measured on 512 PTB-XL records: 115 vs 195 ms to write, 55 vs 100 ms to read, 13.3 vs
@@ -67,6 +63,11 @@ _META_SCHEMA = pa.schema([f for f in RECORD_SCHEMA if f.name != "signal"])
 # Dictionaries and min/max statistics help the metadata columns; for the signal they only
 # cost time.
 _DICTIONARY_COLUMNS = [f.name for f in _META_SCHEMA]
+
+
+def default_chunk_size(rate: int) -> int:
+    """Records per chunk at ``rate`` Hz: as many samples as CHUNK_SIZE records at 100 Hz."""
+    return max(1, CHUNK_SIZE * 100 // rate)
 
 
 @dataclass
@@ -235,10 +236,12 @@ def _plan(
         where = f"{database_csv}: row {i + 2} (ecg_id {row['ecg_id']})"
         try:
             record_row(row, scp, "filename_lr", where)
-            raise RecordError(f"{where}: strat_fold = {row['strat_fold']!r} is not a fold "
-                              "number 1-127", kind="bad_metadata")
         except RecordError as e:
-            errors.append(_error(int(ids[i]), str(database_csv), e))
+            exc = e
+        else:  # record_row checks strat_fold as `valid` does; this is only a safety net
+            exc = RecordError(f"{where}: strat_fold = {row['strat_fold']!r} is not a fold "
+                              "number 1-127", kind="bad_metadata")
+        errors.append(_error(int(ids[i]), str(database_csv), exc))
     chunks = []
     for fold in np.unique(folds[valid]).astype(int):
         positions = np.flatnonzero(valid & (folds == fold))
@@ -259,7 +262,7 @@ def convert_ptbxl(
     n_jobs: int = -1,
     overwrite: bool = False,
     chunk_size: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ConversionSummary:
     """Convert every record listed in ``ptbxl_database.csv`` to a partitioned Parquet dataset.
 
@@ -272,7 +275,7 @@ def convert_ptbxl(
     n_jobs : joblib worker processes (-1: one per core); the output does not depend on it
     overwrite : replace an existing ``out_dir`` (only once the new one is complete)
     chunk_size : records per Parquet file (default: :func:`default_chunk_size` of the rate)
-    progress : called with the number of records finished after each chunk
+    progress : called with (records just finished, records listed) after each chunk
 
     Returns
     -------
@@ -301,7 +304,7 @@ def convert_ptbxl(
     n_listed = len(db)
     database_csv = str(root / "ptbxl_database.csv")
     if progress and errors:
-        progress(len(errors))
+        progress(len(errors), n_listed)
     tmp = make_temp_dir(out_dir)
     try:
         results: list[ChunkResult] = []
@@ -322,7 +325,7 @@ def convert_ptbxl(
             results.append(res)
             errors.extend(res.errors)
             if progress:
-                progress(res.n_records)
+                progress(res.n_records, n_listed)
         errors.sort(key=lambda e: (e["ecg_id"] if e["ecg_id"] is not None else -1, e["path"]))
         pq.write_table(pa.Table.from_pylist(errors, schema=ERRORS_SCHEMA), tmp / "errors.parquet")
         if not any(r.n_ok for r in results):
