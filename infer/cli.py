@@ -8,14 +8,14 @@ from pathlib import Path
 
 import click
 
-from ingest._cli_common import (
+from common.cli import (
     fail,
     parse_bands,
     progress_bar,
     setup_logging,
     verbosity_options,
 )
-from ingest.errors import OutputExistsError, RecordError
+from common.errors import OutputExistsError, RecordError
 from schemas import ExitCode, ModelContractError
 
 _LOGGER = logging.getLogger("infer")

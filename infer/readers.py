@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.errors import RecordError
-from ingest.records import read_record
+from common.errors import RecordError
+from common.records import read_record
 from schemas import LEADS, unit_scale_to_mv
 
 #: Columns that are not leads and are dropped from CSV files (pandas' index, time stamps).

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from ingest._cli_common import fail, progress_bar, setup_logging, verbosity_options
+from common.cli import fail, progress_bar, setup_logging, verbosity_options
 from ingest.convert import convert_ptbxl
 from ingest.download import PTBXL_URL, DownloadError, download_ptbxl
-from ingest.errors import MetadataError, OutputExistsError
+from common.errors import MetadataError, OutputExistsError
 from schemas import RATES, ExitCode
 
 _LOGGER = logging.getLogger("ingest")

@@ -34,16 +34,16 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from ingest._util import (
+from common.io import (
     commit_output,
     make_temp_dir,
     package_versions,
     prepare_output,
     sha256_file,
 )
-from ingest.errors import RecordError
+from common.errors import RecordError
 from ingest.metadata import ScpTable, load_database, load_scp_statements, record_row
-from ingest.records import read_record
+from common.records import read_record
 from schemas import ERRORS_SCHEMA, LEADS, PARTITION_SCHEMA, RATES, RECORD_SCHEMA
 
 _LOGGER = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from ingest.errors import MetadataError, RecordError
+from common.errors import MetadataError, RecordError
 
 #: The 28 columns of PTB-XL's ``ptbxl_database.csv``.
 DATABASE_COLUMNS: tuple[str, ...] = (

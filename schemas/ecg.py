@@ -129,7 +129,7 @@ RECORD_SCHEMA = pa.schema(
 )
 
 #: One row per record (or input file) that could not be converted.  ``kind`` is a short
-#: machine-readable category (see ``ingest.errors``); ``message`` names the file, the problem
+#: machine-readable category (see ``common.errors``); ``message`` names the file, the problem
 #: and the fix.
 ERRORS_SCHEMA = pa.schema(
     [

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from ingest._cli_common import fail, parse_bands, setup_logging, verbosity_options
-from ingest.errors import OutputExistsError
+from common.cli import fail, parse_bands, setup_logging, verbosity_options
+from common.errors import OutputExistsError
 from schemas import ExitCode
 from train.dataset import SplitError, parse_folds
 from train.model import ARCHITECTURES

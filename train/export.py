@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest._util import atomic_write_bytes, package_versions, prepare_output, sha256_file
+from common.io import atomic_write_bytes, package_versions, prepare_output, sha256_file
 from schemas import LEADS, UNITS, ModelContract
 from train.dataset import load_split
 

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest._util import (
+from common.io import (
     commit_output,
     make_temp_dir,
     package_versions,

@@ -1,4 +1,4 @@
-"""Small helpers every stage shares: atomic outputs, checksums, package versions."""
+"""Output helpers every stage shares: atomic outputs, checksums, package versions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ingest.errors import OutputExistsError
+from common.errors import OutputExistsError
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.errors import HeaderError, RecordError
+from common.errors import HeaderError, RecordError
 from schemas import unit_scale_to_mv
 
 _FMT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?$")
