@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from common.errors import RecordError
+from common.io import commit_output, prepare_output, sha256_file
 from infer.preprocess import prepare
 from infer.readers import discover, read_csv, read_wfdb, record_id
-from common.io import commit_output, prepare_output, sha256_file
-from common.errors import RecordError
 from schemas import RESULTS_SCHEMA, Band, ModelContract, ModelContractError, band_for
 
 _LOGGER = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from common.cli import fail, progress_bar, setup_logging, verbosity_options
+from common.errors import MetadataError, OutputExistsError
 from ingest.convert import convert_ptbxl
 from ingest.download import PTBXL_URL, DownloadError, download_ptbxl
-from common.errors import MetadataError, OutputExistsError
 from schemas import RATES, ExitCode
 
 _LOGGER = logging.getLogger("ingest")

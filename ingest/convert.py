@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from common.errors import RecordError
 from common.io import (
     commit_output,
     make_temp_dir,
@@ -41,9 +42,8 @@ from common.io import (
     prepare_output,
     sha256_file,
 )
-from common.errors import RecordError
-from ingest.metadata import ScpTable, load_database, load_scp_statements, record_row
 from common.records import read_record
+from ingest.metadata import ScpTable, load_database, load_scp_statements, record_row
 from schemas import ERRORS_SCHEMA, LEADS, PARTITION_SCHEMA, RATES, RECORD_SCHEMA
 
 _LOGGER = logging.getLogger(__name__)
