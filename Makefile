@@ -78,7 +78,7 @@ bench: $(MODEL) | setup
 	$(BIN)/python benchmarks/run.py --out benchmarks/RESULTS.md
 
 lint: setup
-	$(BIN)/ruff check schemas common ingest train infer tests benchmarks
+	$(BIN)/ruff check schemas common signals ingest train infer tests benchmarks
 
 clean:
 	rm -rf $(OUT)
