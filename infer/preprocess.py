@@ -15,6 +15,9 @@ the same for any input, from the contract in the model's metadata:
    every beat, so averaging is robust to one noisy stretch);
 4. a shorter record is an error unless ``pad_short`` (then zeros are appended, with a warning).
 
+Between steps 1 and 2 the scorer runs the signal-quality gate (:mod:`signals.quality`) on the
+record at its own rate, so that clipping, mains and pops are judged on the samples as recorded.
+
 Nothing is rescaled: min-max scaling or silent padding would hand the model something it never
 saw in training.
 """
@@ -100,9 +103,20 @@ def windows(signal: np.ndarray, length: int) -> np.ndarray:
     return np.stack([signal[s : s + length] for s in starts])
 
 
-def prepare(raw: RawInput, contract: ModelContract, pad_short: bool = False,
-            allow_missing_leads: bool = False) -> Prepared:
-    """Lead order, rate, length: from a record as read to the model's input windows."""
+@dataclass
+class Conformed:
+    """A record with the model's leads, at its own rate: what the quality gate looks at."""
+
+    raw: RawInput
+    signal: np.ndarray  # (n_samples, n_model_leads) float32 mV at raw.fs
+    leads_found: list[str]
+    leads_filled: list[str]
+    warnings: list[str]
+
+
+def conform(raw: RawInput, contract: ModelContract,
+            allow_missing_leads: bool = False) -> Conformed:
+    """Check the values and put the leads in the model's order (rate unchanged)."""
     if raw.signal.ndim != 2 or raw.signal.shape[0] == 0:
         raise InputError(f"{raw.path}: no samples", kind="bad_shape")
     if not np.isfinite(raw.signal).all():
@@ -115,6 +129,13 @@ def prepare(raw: RawInput, contract: ModelContract, pad_short: bool = False,
                 else "check the units and gains in the header")
         raise InputError(f"{raw.path}: amplitudes up to {peak:.0f} mV are not an ECG in mV; "
                          f"{hint}", kind="bad_units")
+    return Conformed(raw=raw, signal=signal, leads_found=found, leads_filled=filled,
+                     warnings=warnings)
+
+
+def to_windows(c: Conformed, contract: ModelContract, pad_short: bool = False) -> Prepared:
+    """Resample to the model's rate and cut the model's windows (padding only on request)."""
+    raw, signal, warnings = c.raw, c.signal, list(c.warnings)
     notes = []
     if raw.fs != contract.fs:
         signal = resample(signal, raw.fs, contract.fs)
@@ -131,5 +152,12 @@ def prepare(raw: RawInput, contract: ModelContract, pad_short: bool = False,
             [signal, np.zeros((need - signal.shape[0], signal.shape[1]), np.float32)])
         warnings.append(f"{have:.1f} s record padded with zeros to {full:g} s (--pad-short); "
                         "the score is less reliable")
-    return Prepared(windows=windows(signal, need), leads_found=found, leads_filled=filled,
-                    warnings=warnings, notes=notes)
+    return Prepared(windows=windows(signal, need), leads_found=c.leads_found,
+                    leads_filled=c.leads_filled, warnings=warnings, notes=notes)
+
+
+def prepare(raw: RawInput, contract: ModelContract, pad_short: bool = False,
+            allow_missing_leads: bool = False) -> Prepared:
+    """Lead order, rate, length: from a record as read to the model's input windows
+    (:func:`conform` then :func:`to_windows`; the scorer runs the quality gate between)."""
+    return to_windows(conform(raw, contract, allow_missing_leads), contract, pad_short)

@@ -16,9 +16,10 @@ import pyarrow as pa
 
 from common.errors import RecordError
 from common.io import commit_output, prepare_output, sha256_file
-from infer.preprocess import prepare
+from infer.preprocess import Conformed, conform, to_windows
 from infer.readers import discover, read_csv, read_wfdb, record_id
 from schemas import RESULTS_SCHEMA, Band, ModelContract, ModelContractError, band_for
+from signals.quality import Quality, QualityLevel, ecg_quality
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -89,8 +90,9 @@ class Model:
         return np.concatenate(out).reshape(-1) if out else np.zeros(0, np.float32)
 
 
-def _prepare_one(path: str, fmt: str, contract: ModelContract, options: ScoreOptions):
-    """Read and preprocess one input; never raises for bad input (returns an error row)."""
+def _read_one(path: str, fmt: str, contract: ModelContract, options: ScoreOptions):
+    """Read one input and put its leads in the model's order; never raises for bad input
+    (returns an error row instead)."""
     row: dict[str, Any] = {"record_id": record_id(path), "path": path, "format": fmt}
     try:
         if fmt == "wfdb":
@@ -99,23 +101,71 @@ def _prepare_one(path: str, fmt: str, contract: ModelContract, options: ScoreOpt
             raw = read_csv(path, fs=options.csv_fs or contract.fs, units=options.csv_units)
         row["input_fs"] = raw.fs
         row["duration_s"] = raw.signal.shape[0] / raw.fs
-        prepared = prepare(raw, contract, options.pad_short, options.allow_missing_leads)
+        return row, conform(raw, contract, options.allow_missing_leads)
     except RecordError as e:
         row.update(status="error", message=str(e))
-        return row, None
     except Exception as e:  # noqa: BLE001  a batch never dies for one file
         row.update(status="error", message=f"{path}: unexpected {type(e).__name__}: {e}")
-        return row, None
-    row["leads_found"] = ",".join(prepared.leads_found)
-    row["leads_filled"] = ",".join(prepared.leads_filled)
-    row["n_windows"] = len(prepared.windows)
-    row["status"] = "warning" if prepared.warnings else "ok"
-    row["message"] = "; ".join(prepared.warnings + prepared.notes)
-    return row, prepared.windows
+    return row, None
 
 
-def _prepare_chunk(items, contract, options):
-    return [_prepare_one(p, f, contract, options) for p, f in items]
+def _gate(conformed: list[Conformed], contract: ModelContract) -> list[Quality | None]:
+    """The quality gate over a chunk, vectorised over the records of each rate and length."""
+    groups: dict[tuple[float, int], list[int]] = {}
+    for k, c in enumerate(conformed):
+        groups.setdefault((c.raw.fs, c.signal.shape[0]), []).append(k)
+    out: list[Quality | None] = [None] * len(conformed)
+    for (fs, _), idx in groups.items():
+        x = np.stack([conformed[k].signal for k in idx])
+        absent = np.array([[lead in conformed[k].leads_filled for lead in contract.leads]
+                           for k in idx])
+        try:
+            verdicts = ecg_quality(x, fs, contract.leads, absent)
+        except ValueError:  # too short to judge (the model refuses it too, unless --pad-short)
+            continue
+        for k, q in zip(idx, verdicts, strict=True):
+            out[k] = q
+    return out
+
+
+def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions):
+    """Read, gate and window a chunk of inputs: ``[(row, windows or None)]`` in input order.
+
+    Runs in a worker process for large batches; never raises for bad input.
+    """
+    read = [_read_one(p, f, contract, options) for p, f in items]
+    ok = [k for k, (_, c) in enumerate(read) if c is not None]
+    verdicts = dict(zip(ok, _gate([read[k][1] for k in ok], contract), strict=True))
+    out = []
+    for k, (row, c) in enumerate(read):
+        if c is None:
+            out.append((row, None))
+            continue
+        q = verdicts[k]
+        if q is not None:
+            row["quality"] = str(q.level)
+            row["quality_issues"] = q.summary
+        row["leads_found"] = ",".join(c.leads_found)
+        row["leads_filled"] = ",".join(c.leads_filled)
+        if q is not None and q.level == QualityLevel.UNUSABLE:
+            row.update(status="error", message=f"{row['path']}: {q.message()}")
+            out.append((row, None))
+            continue
+        if q is not None and q.level == QualityLevel.POOR:
+            c.warnings.append(q.message())
+        try:
+            prepared = to_windows(c, contract, options.pad_short)
+        except RecordError as e:
+            row.update(status="error", message=str(e))
+            out.append((row, None))
+            continue
+        if q is None:
+            prepared.notes.append("quality not assessed: too short to judge")
+        row["n_windows"] = len(prepared.windows)
+        row["status"] = "warning" if prepared.warnings else "ok"
+        row["message"] = "; ".join(prepared.warnings + prepared.notes)
+        out.append((row, prepared.windows))
+    return out
 
 
 @dataclass

@@ -164,6 +164,10 @@ def band_for(probability: float, low: float, high: float) -> Band:
 #: - ``input_fs`` (Hz), ``duration_s``: as read, before resampling
 #: - ``leads_found``: the input's leads mapped to :data:`LEADS`, comma separated;
 #:   ``leads_filled``: leads filled with zeros (only with ``--allow-missing-leads``)
+#: - ``quality``: the signal-quality gate's verdict, ``good``, ``poor`` (scored, status warning)
+#:   or ``unusable`` (not scored, status error); null when the record could not be read or is
+#:   too short to judge.  ``quality_issues``: each finding as ``check in LEADS (detail)``, worst
+#:   first (see ``signals.quality``)
 #: - ``n_windows``: model-length windows scored (their probabilities are averaged)
 #: - ``mi_probability`` and ``band`` (normal / borderline / MI); null when status is ``error``
 #: - ``status``: ``ok``, ``warning`` (scored, but read the message) or ``error`` (not scored);
@@ -179,6 +183,8 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("duration_s", pa.float32(), metadata={"units": "s"}),
         pa.field("leads_found", pa.string()),
         pa.field("leads_filled", pa.string()),
+        pa.field("quality", pa.string()),
+        pa.field("quality_issues", pa.string()),
         pa.field("n_windows", pa.int16()),
         pa.field("mi_probability", pa.float32()),
         pa.field("band", pa.string()),
@@ -188,7 +194,7 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("model_sha256", pa.string(), nullable=False),
         pa.field("scored_at", pa.timestamp("ms", tz="UTC"), nullable=False),
     ],
-    metadata={"contract": "mi-screen results v1"},
+    metadata={"contract": "mi-screen results v2"},
 )
 
 

@@ -70,10 +70,11 @@ THRESHOLDS: dict[str, float] = {
     "pop_ratio": 1.5,  # 1.5x the lead's usual largest jump per 0.1 s (its QRS upstrokes),
     "pop_offset_mv": 0.8,  # after which the level 0.2 s later is this far from 0.2 s before
     "min_beats": 3,
+    "min_qrs_peakiness": 3.0,  # 99th / 50th percentile of the slope envelope
     "hr_min_bpm": 25.0,
     "hr_max_bpm": 250.0,
-    # ((max - mean) - (mean - min)) / peak-to-peak of lead I at most -0.2 and of aVR at least 0.2
-    "reversal_polarity": 0.2,
+    # ((max - mean) - (mean - min)) / peak-to-peak of lead I at most -0.1 and of aVR at least 0.1
+    "reversal_polarity": 0.1,
 }
 
 _FIX = {
@@ -148,6 +149,7 @@ class LeadStats:
     polarity: np.ndarray  # ((max - mean) - (mean - min)) / ptp: > 0 upright, < 0 inverted
     n_beats: np.ndarray
     hr_bpm: np.ndarray
+    qrs_peakiness: np.ndarray
 
 
 def _blocks(x: np.ndarray, size: int) -> np.ndarray:
@@ -288,14 +290,16 @@ def lead_stats(x: np.ndarray, fs: float) -> LeadStats:
     typical = _low_quantile(_block_reduce(_blocks(ad1, size), np.maximum), 0.9)
     pop_ratio = jump / np.maximum(typical, 1e-6)
     polarity = ((hi - mean) - (mean - lo)) / np.maximum(ptp, 1e-6)
-    n_beats, hr = _count_beats(ad1.sum(axis=1), fs, n_samples)
+    n_beats, hr, peakiness = _count_beats(ad1.sum(axis=1), fs, n_samples)
     return LeadStats(ptp=ptp, flat_fraction=flat_fraction, clip_fraction=clip_fraction,
                      noise_mv=noise, snr_db=snr, mains_mv=mains_mv, mains_hz=mains_hz,
                      wander_mv=wander, pop_jump_mv=jump, pop_offset_mv=offset, pop_ratio=pop_ratio,
-                     polarity=polarity, n_beats=n_beats, hr_bpm=hr)
+                     polarity=polarity, n_beats=n_beats, hr_bpm=hr,
+                     qrs_peakiness=peakiness)
 
 
-def _count_beats(env: np.ndarray, fs: float, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+def _count_beats(env: np.ndarray, fs: float,
+                 n_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Beats per record from the lead-summed slope envelope ``(n, samples - 1)``: a coarse,
     cheap QRS detector.
 
@@ -310,8 +314,9 @@ def _count_beats(env: np.ndarray, fs: float, n_samples: int) -> tuple[np.ndarray
         c = np.cumsum(env, axis=-1)
         env = (c[:, k:] - c[:, :-k]) / k
     if env.shape[-1] < 2:
-        return np.zeros(n, np.int64), np.zeros(n)
+        return np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
     q = _low_quantile(env, 0.99)
+    peakiness = q / np.maximum(_low_quantile(env, 0.5), 1e-9)
     thr = 0.4 * q
     above = env >= thr[:, None]
     up = above[:, 1:] & ~above[:, :-1] & (q[:, None] > 0)
@@ -321,7 +326,7 @@ def _count_beats(env: np.ndarray, fs: float, n_samples: int) -> tuple[np.ndarray
     same = rec[1:] == rec[:-1]
     keep[1:] = ~same | (pos[1:] - pos[:-1] >= refractory)
     n_beats = np.bincount(rec[keep], minlength=n)
-    return n_beats, n_beats * 60.0 / (n_samples / fs)
+    return n_beats, n_beats * 60.0 / (n_samples / fs), peakiness
 
 
 def ecg_quality(
@@ -392,8 +397,8 @@ def ecg_quality(
                 level = (QualityLevel.UNUSABLE if rec_snr < th["snr_db_unusable"]
                          else QualityLevel.POOR)
                 issues.append(Issue("noise", level, tuple(names[low]),
-                                    f"SNR {rec_snr:.1f} dB, noise {np.median(s.noise_mv[i][live]):.3f}"
-                                    " mV"))
+                                    f"SNR {rec_snr:.1f} dB, noise "
+                                    f"{np.median(s.noise_mv[i][live]):.3f} mV"))
         hum = live & (s.mains_mv[i] >= th["mains_mv_poor"])
         if hum.any():
             j = int(np.argmax(np.where(hum, s.mains_mv[i], -1)))
@@ -410,9 +415,10 @@ def ecg_quality(
             issues.append(Issue("pop", QualityLevel.POOR, tuple(names[pop]),
                                 f"step of {s.pop_jump_mv[i][pop].max():.1f} mV"))
         beats, hr = int(s.n_beats[i]), float(s.hr_bpm[i])
-        if beats < th["min_beats"]:
+        if beats < th["min_beats"] or s.qrs_peakiness[i] < th["min_qrs_peakiness"]:
             issues.append(Issue("no_qrs", QualityLevel.UNUSABLE, (),
-                                f"{beats} beats in {x.shape[1] / fs:.1f} s"))
+                                f"{beats} candidate beats in {x.shape[1] / fs:.1f} s, envelope "
+                                f"peakiness {s.qrs_peakiness[i]:.1f}"))
         elif not th["hr_min_bpm"] <= hr <= th["hr_max_bpm"]:
             issues.append(Issue("heart_rate", QualityLevel.UNUSABLE, (),
                                 f"{hr:.0f} bpm, outside {th['hr_min_bpm']:.0f}-"

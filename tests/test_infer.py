@@ -63,7 +63,8 @@ def test_scores_equal_keras_predictions(trained, data_100, model):
     db = pd.read_csv(SAMPLE / "ptbxl_database.csv", index_col="ecg_id")
     inputs = [(str(SAMPLE / (db.loc[i, "filename_lr"] + ".hea")), "wfdb") for i in split.ecg_id]
     table, summary = score_inputs(inputs, model)
-    assert summary.status["ok"] == len(split) == 44
+    # every record is scored; a few are "poor" (wander, pops) and scored with a warning
+    assert summary.status["ok"] + summary.status["warning"] == len(split) == 44
     np.testing.assert_allclose(table.column("mi_probability").to_numpy(), keras_p, atol=1e-4)
 
 
