@@ -92,7 +92,8 @@ def test_clipping_at_one_millivolt(shipped):
     clipped = np.clip(x[affected], -1.0, 1.0)
     verdicts = ecg_quality(clipped, rate)
     hit = [("clipping" in _checks(q)) for q in verdicts]
-    assert np.mean(hit) >= 0.99, [n for n, h in zip(np.asarray(names)[affected], hit, strict=True) if not h]
+    missed = [n for n, h in zip(np.asarray(names)[affected], hit, strict=True) if not h]
+    assert np.mean(hit) >= 0.99, missed
     assert all(q.level >= QualityLevel.POOR for q, h in zip(verdicts, hit, strict=True) if h)
 
 
