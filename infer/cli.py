@@ -55,6 +55,9 @@ def cli() -> None:
               help="Score records shorter than the model input, padded with zeros (warning).")
 @click.option("--allow-missing-leads", is_flag=True,
               help="Score records with missing leads, filled with zeros (warning).")
+@click.option("--measurements", is_flag=True,
+              help="Add heart rate, RR, QRS duration and R/T amplitudes (lead II) to each row "
+                   "(needs the signals extra; about 40 ms per record).")
 @click.option("--bands", callback=parse_bands, default=None, metavar="LOW,HIGH",
               help="Band thresholds [default: the model's, chosen on validation].")
 @click.option("--n-jobs", type=int, default=None,
@@ -64,12 +67,16 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
 def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad_short,
-          allow_missing_leads, bands, n_jobs, fail_on_error, overwrite, verbose, quiet):
+          allow_missing_leads, measurements, bands, n_jobs, fail_on_error, overwrite, verbose,
+          quiet):
     """Score every ECG record under --input and write one results row per record.
 
     Each row has the MI probability, a band (normal / borderline / MI, from the model's
     thresholds or --bands) and a status: ok, warning (scored; read the message) or error
-    (not scored; the message names the problem and the fix). Records are put in the model's
+    (not scored; the message names the problem and the fix). A signal-quality gate runs on
+    every record first: an unusable recording (flat leads, no heartbeats, noise swamping the
+    ECG) is never scored, a poor one is scored with a warning (columns quality and
+    quality_issues). Records are put in the model's
     lead order and resampled to its rate; longer records are scored in overlapping windows
     whose probabilities are averaged.
 
@@ -89,8 +96,15 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
         model = Model(model_path)
     except (FileNotFoundError, ModelContractError) as e:
         fail(str(e), ExitCode.FATAL)
+    if measurements:
+        from signals.measure import MeasurementExtraMissing, require_neurokit
+
+        try:
+            require_neurokit()
+        except MeasurementExtraMissing as e:
+            fail(str(e), ExitCode.FATAL)
     options = ScoreOptions(csv_fs=csv_fs, csv_units=csv_units, pad_short=pad_short,
-                           allow_missing_leads=allow_missing_leads)
+                           allow_missing_leads=allow_missing_leads, measurements=measurements)
     try:
         with progress_bar("scoring", enabled=not quiet) as update:
             table, summary = score_dir(input_dir, model, pattern=pattern, recursive=recursive,

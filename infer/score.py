@@ -19,6 +19,7 @@ from common.io import commit_output, prepare_output, sha256_file
 from infer.preprocess import Conformed, conform, to_windows
 from infer.readers import discover, read_csv, read_wfdb, record_id
 from schemas import RESULTS_SCHEMA, Band, ModelContract, ModelContractError, band_for
+from signals.measure import measurement_row
 from signals.quality import Quality, QualityLevel, ecg_quality
 
 _LOGGER = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class ScoreOptions:
     csv_units: str = "mV"
     pad_short: bool = False
     allow_missing_leads: bool = False
+    measurements: bool = False  # R peaks and the MEASUREMENT_FIELDS (needs the signals extra)
 
 
 class Model:
@@ -153,6 +155,8 @@ def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions):
             continue
         if q is not None and q.level == QualityLevel.POOR:
             c.warnings.append(q.message())
+        if options.measurements:
+            row.update(measurement_row(c.signal, c.raw.fs, contract.leads))
         try:
             prepared = to_windows(c, contract, options.pad_short)
         except RecordError as e:

@@ -42,9 +42,11 @@ from common.io import (
     prepare_output,
     sha256_file,
 )
-from common.records import read_record
+from common.records import adc_to_mv, read_record
 from ingest.metadata import ScpTable, load_database, load_scp_statements, record_row
 from schemas import ERRORS_SCHEMA, LEADS, PARTITION_SCHEMA, RATES, RECORD_SCHEMA
+from signals.measure import measurement_row
+from signals.quality import ecg_quality
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ class ChunkResult:
     n_records: int
     n_ok: int = 0
     n_mi: int = 0
+    quality: dict[str, int] = field(default_factory=dict)
     sha256: str = ""
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -97,9 +100,11 @@ class ConversionSummary:
     first_errors: list[str]
 
     def line(self) -> str:
+        quality = ", ".join(f"{v} {k}" for k, v in self.manifest["counts"]["quality"].items())
         return (
             f"{self.n_converted}/{self.n_listed} records converted "
-            f"({self.n_mi} MI), {self.n_errors} errors, {self.seconds:.1f} s -> {self.out_dir}"
+            f"({self.n_mi} MI; quality: {quality or 'none'}), {self.n_errors} errors, "
+            f"{self.seconds:.1f} s -> {self.out_dir}"
         )
 
 
@@ -139,6 +144,31 @@ def _check_record(rec, rate: int, path: str) -> np.ndarray:
     return np.ascontiguousarray(sig)
 
 
+def _add_quality(meta: list[dict[str, Any]], signals: list[np.ndarray], rate: int,
+                 measurements: bool) -> None:
+    """Quality verdict (and measurements, if asked) of each record, added to its row.
+
+    The gate runs vectorised over the chunk's records of one length (all of them, in PTB-XL),
+    on the same millivolts training and scoring see.
+    """
+    by_len: dict[int, list[int]] = {}
+    for k, sig in enumerate(signals):
+        by_len.setdefault(sig.shape[0], []).append(k)
+    for idx in by_len.values():
+        gains = np.array([meta[k]["adc_gain"] for k in idx])[:, None, None]
+        bases = np.array([meta[k]["adc_baseline"] for k in idx])[:, None, None]
+        mv = adc_to_mv(np.stack([signals[k] for k in idx]), gains, bases)
+        try:
+            verdicts = ecg_quality(mv, rate)
+        except ValueError:  # too short to judge
+            verdicts = [None] * len(idx)
+        for j, (k, q) in enumerate(zip(idx, verdicts, strict=True)):
+            meta[k]["quality"] = None if q is None else str(q.level)
+            meta[k]["quality_issues"] = None if q is None else q.summary
+            if measurements:
+                meta[k].update(measurement_row(mv[j], rate, LEADS))
+
+
 def _convert_chunk(
     chunk_id: int,
     fold: int,
@@ -148,6 +178,7 @@ def _convert_chunk(
     tmp: str,
     scp: ScpTable,
     database_csv: str,
+    measurements: bool = False,
 ) -> ChunkResult:
     """Worker: validate a chunk's metadata rows, read their records, write one Parquet file.
 
@@ -187,6 +218,7 @@ def _convert_chunk(
     result.sha256 = digest.hexdigest()
     if not meta:
         return result
+    _add_quality(meta, signals, rate, measurements)
     offsets = np.zeros(len(signals) + 1, dtype=np.int32)
     np.cumsum([s.size for s in signals], out=offsets[1:])
     flat = np.concatenate([s.reshape(-1) for s in signals])
@@ -204,6 +236,9 @@ def _convert_chunk(
         row_group_size=len(meta),
     )
     result.n_ok = len(meta)
+    for r in meta:
+        key = r["quality"] or "not assessed"
+        result.quality[key] = result.quality.get(key, 0) + 1
     result.n_mi = sum(1 for r in meta if r["mi"])
     del table, flat, signals
     # Arrow's allocator keeps freed chunks for reuse; hand them back so a long-lived worker's
@@ -263,6 +298,7 @@ def convert_ptbxl(
     overwrite: bool = False,
     chunk_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    measurements: bool = False,
 ) -> ConversionSummary:
     """Convert every record listed in ``ptbxl_database.csv`` to a partitioned Parquet dataset.
 
@@ -276,6 +312,9 @@ def convert_ptbxl(
     overwrite : replace an existing ``out_dir`` (only once the new one is complete)
     chunk_size : records per Parquet file (default: :func:`default_chunk_size` of the rate)
     progress : called with (records just finished, records listed) after each chunk
+    measurements : add the MEASUREMENT_FIELDS (R peaks, heart rate, QRS, R/T amplitudes on
+        lead II; needs the ``signals`` extra, about 40 ms per record).  The quality columns
+        are always filled.
 
     Returns
     -------
@@ -319,6 +358,7 @@ def convert_ptbxl(
                 str(tmp),
                 scp,
                 database_csv,
+                measurements,
             )
             for cid, fold, pos in chunks
         ):
@@ -330,7 +370,8 @@ def convert_ptbxl(
         pq.write_table(pa.Table.from_pylist(errors, schema=ERRORS_SCHEMA), tmp / "errors.parquet")
         if not any(r.n_ok for r in results):
             (tmp / "records").mkdir(exist_ok=True)
-        manifest = _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs)
+        manifest = _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs,
+                             measurements)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         commit_output(tmp, out_dir, overwrite)
     except BaseException:
@@ -351,7 +392,8 @@ def convert_ptbxl(
     return summary
 
 
-def _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs) -> dict:
+def _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs,
+              measurements) -> dict:
     folds: dict[str, dict[str, int]] = {}
     for r in results:
         f = folds.setdefault(str(r.fold), {"records": 0, "mi": 0})
@@ -371,6 +413,7 @@ def _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs)
             "n_jobs": n_jobs,
             "chunk_size": chunk_size,
             "compression": COMPRESSION,
+            "measurements": measurements,
         },
         "counts": {
             "listed": n_listed,
@@ -379,6 +422,7 @@ def _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs)
             "mi": sum(r.n_mi for r in results),
             "errors_by_kind": dict(sorted(kinds.items())),
             "per_fold": dict(sorted(folds.items(), key=lambda kv: int(kv[0]))),
+            "quality": _sum_counts(r.quality for r in results),
         },
         "checksums": {
             "inputs_sha256": inputs,
@@ -386,6 +430,14 @@ def _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs)
         },
         "versions": package_versions("mi-screen", "numpy", "pyarrow", "pandas", "joblib", "wfdb"),
     }
+
+
+def _sum_counts(counts) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            total[k] = total.get(k, 0) + v
+    return dict(sorted(total.items()))
 
 
 def open_dataset(out_dir: str | os.PathLike[str]) -> ds.Dataset:

@@ -58,6 +58,30 @@ def _list(item: pa.DataType) -> pa.DataType:
     return pa.list_(pa.field("element", item))
 
 
+#: Per-record measurements (``signals.measure.ecg_measure``), as (column, Arrow type, unit):
+#: the reference tutorial's features on lead II.  In the ingest dataset with
+#: ``ingest ptbxl --measurements`` and in the results with ``infer score --measurements``;
+#: null otherwise, and NaN-free (null) where a wave was not found.
+MEASUREMENT_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
+    ("n_beats", pa.float32(), "beats"),
+    ("hr_bpm", pa.float32(), "1/min"),
+    ("rr_mean_ms", pa.float32(), "ms"),
+    ("rr_sd_ms", pa.float32(), "ms"),
+    ("qrs_ms", pa.float32(), "ms"),
+    *((f"{w}_amp_{s}_mv", pa.float32(), "mV") for w in ("r", "t")
+      for s in ("mean", "median", "sd", "sum")),
+)
+
+
+def _measurement_fields() -> list[pa.Field]:
+    return [pa.field(name, t, metadata={"units": unit}) for name, t, unit in MEASUREMENT_FIELDS]
+
+
+#: Quality verdict columns (``signals.quality``): ``quality`` good / poor / unusable and
+#: ``quality_issues`` (each finding as ``check in LEADS (detail)``, worst first).
+QUALITY_FIELDS = [pa.field("quality", pa.string()), pa.field("quality_issues", pa.string())]
+
+
 #: Partition key of the record dataset (hive style: ``strat_fold=K/``).
 PARTITION_SCHEMA = pa.schema([pa.field("strat_fold", pa.int8())])
 
@@ -73,6 +97,8 @@ PARTITION_SCHEMA = pa.schema([pa.field("strat_fold", pa.int8())])
 #: - labels derived from ``scp_statements.csv``: ``scp_codes`` (code, likelihood in %),
 #:   ``diagnostic_superclasses`` (sorted ``diagnostic_class`` values of the diagnostic codes),
 #:   ``mi`` (any code whose ``diagnostic_class`` is MI) and ``mi_codes`` (those codes, sorted)
+#: - ``quality``, ``quality_issues``: the signal-quality gate's verdict (QUALITY_FIELDS), and the
+#:   MEASUREMENT_FIELDS (null unless ``ingest ptbxl --measurements``)
 #: - the signal, lossless: ``signal`` holds the int16 ADC samples of the .dat file, sample-major
 #:   and lead-interleaved in :data:`LEADS` order (reshape to ``(n_samples, n_leads)``);
 #:   millivolts = (signal - adc_baseline) / adc_gain
@@ -117,6 +143,8 @@ RECORD_SCHEMA = pa.schema(
         pa.field("n_leads", pa.int8(), nullable=False),
         pa.field("adc_gain", pa.float32(), nullable=False, metadata={"units": "adu/mV"}),
         pa.field("adc_baseline", pa.int32(), nullable=False, metadata={"units": "adu"}),
+        *QUALITY_FIELDS,
+        *_measurement_fields(),
         pa.field(
             "signal",
             _list(pa.int16()),
@@ -125,7 +153,7 @@ RECORD_SCHEMA = pa.schema(
                       "leads": ",".join(LEADS)},
         ),
     ],
-    metadata={"contract": "mi-screen record v1"},
+    metadata={"contract": "mi-screen record v2"},
 )
 
 #: One row per record (or input file) that could not be converted.  ``kind`` is a short
@@ -173,6 +201,7 @@ def band_for(probability: float, low: float, high: float) -> Band:
 #: - ``status``: ``ok``, ``warning`` (scored, but read the message) or ``error`` (not scored);
 #:   ``message``: for warnings and errors what is wrong and how to fix it; for ok rows, notes
 #:   such as resampling (empty when there is nothing to say)
+#: - the MEASUREMENT_FIELDS (null unless ``--measurements``)
 #: - ``model_name``, ``model_sha256`` (of the .onnx file), ``scored_at`` (UTC)
 RESULTS_SCHEMA = pa.schema(
     [
@@ -183,13 +212,13 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("duration_s", pa.float32(), metadata={"units": "s"}),
         pa.field("leads_found", pa.string()),
         pa.field("leads_filled", pa.string()),
-        pa.field("quality", pa.string()),
-        pa.field("quality_issues", pa.string()),
+        *QUALITY_FIELDS,
         pa.field("n_windows", pa.int16()),
         pa.field("mi_probability", pa.float32()),
         pa.field("band", pa.string()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("message", pa.string(), nullable=False),
+        *_measurement_fields(),
         pa.field("model_name", pa.string(), nullable=False),
         pa.field("model_sha256", pa.string(), nullable=False),
         pa.field("scored_at", pa.timestamp("ms", tz="UTC"), nullable=False),

@@ -203,7 +203,8 @@ def test_cli_exit_codes_and_messages(small_corpus: Path, tmp_path: Path):
     result = runner.invoke(cli, ["ptbxl", "--root", str(small_corpus), "--out", str(out),
                                  "--n-jobs", "1"])
     assert result.exit_code == ExitCode.OK, result.output
-    assert "24/24 records converted (0 MI), 0 errors" in result.output  # no MI in the first 24
+    # no MI in the first 24; the gate finds them all good
+    assert "24/24 records converted (0 MI; quality: 24 good), 0 errors" in result.output
     result = runner.invoke(cli, ["ptbxl", "--root", str(small_corpus), "--out", str(out)])
     assert result.exit_code == ExitCode.OUTPUT_EXISTS
     assert f"Error: {out}: output exists; pass --overwrite to replace it" in result.output
@@ -211,7 +212,7 @@ def test_cli_exit_codes_and_messages(small_corpus: Path, tmp_path: Path):
     result = runner.invoke(cli, ["ptbxl", "--root", str(small_corpus), "--out", str(out),
                                  "--overwrite", "--n-jobs", "1"])
     assert result.exit_code == ExitCode.PARTIAL
-    assert "23/24 records converted (0 MI), 1 errors" in result.output
+    assert "23/24 records converted (0 MI; quality: 23 good), 1 errors" in result.output
     (small_corpus / "scp_statements.csv").unlink()
     result = runner.invoke(cli, ["ptbxl", "--root", str(small_corpus), "--out",
                                  str(tmp_path / "new")])

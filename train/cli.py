@@ -66,10 +66,15 @@ def cli() -> None:
               help="The high band threshold keeps at least this specificity on validation.")
 @click.option("--bands", callback=parse_bands, default=None, metavar="LOW,HIGH",
               help="Fixed band thresholds instead of choosing them on validation.")
+@click.option("--min-quality", type=click.Choice(["good", "poor", "unusable"]), default="poor",
+              show_default=True,
+              help="Use records whose quality verdict (from ingest) is at least this good: "
+                   "poor leaves out the unusable ones, as the scorer does; good also the poor "
+                   "ones; unusable keeps every record.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
 def fit(data, out, arch, train_folds, val_folds, test_folds, epochs, batch_size, learning_rate,
-        seed, min_sensitivity, min_specificity, bands, overwrite, verbose, quiet):
+        seed, min_sensitivity, min_specificity, bands, min_quality, overwrite, verbose, quiet):
     """Train an MI detector on PTB-XL folds and evaluate it.
 
     Defaults follow PTB-XL's recommendation for the full corpus (train 1-8, validate 9, test
@@ -88,7 +93,7 @@ def fit(data, out, arch, train_folds, val_folds, test_folds, epochs, batch_size,
     config = FitConfig(arch=arch, train_folds=train_folds, val_folds=val_folds,
                        test_folds=test_folds, epochs=epochs, batch_size=batch_size,
                        learning_rate=learning_rate, seed=seed, min_sensitivity=min_sensitivity,
-                       min_specificity=min_specificity, bands=bands)
+                       min_specificity=min_specificity, bands=bands, min_quality=min_quality)
     try:
         run = run_fit(data, out, config, overwrite=overwrite, verbose=0)
     except OutputExistsError as e:

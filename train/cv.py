@@ -34,8 +34,9 @@ def cross_validate(
         train_folds = tuple(f for f in folds if f not in (held_out, val_fold))
         cfg = dataclasses.replace(config, train_folds=train_folds, val_folds=(val_fold,),
                                   test_folds=(held_out,))
-        train, val = load_split(data_dir, train_folds), load_split(data_dir, (val_fold,))
-        test = load_split(data_dir, (held_out,))
+        train = load_split(data_dir, train_folds, config.min_quality)
+        val = load_split(data_dir, (val_fold,), config.min_quality)
+        test = load_split(data_dir, (held_out,), config.min_quality)
         t0 = time.perf_counter()
         model, history, best = train_model(train, val, cfg)
         seconds += time.perf_counter() - t0

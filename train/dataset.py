@@ -69,13 +69,26 @@ class Split:
         )
 
 
-def load_split(data_dir: str | os.PathLike[str], folds: Sequence[int]) -> Split:
-    """Load the records of ``folds`` from an ``ingest ptbxl`` output folder."""
+#: ``--min-quality`` choices: the worst quality verdict a record may have to be used.
+QUALITY_LEVELS = ("good", "poor", "unusable")
+
+
+def load_split(data_dir: str | os.PathLike[str], folds: Sequence[int],
+               min_quality: str = "unusable") -> Split:
+    """Load the records of ``folds`` from an ``ingest ptbxl`` output folder.
+
+    ``min_quality`` keeps records whose quality verdict is at least this good: ``good`` only
+    good records, ``poor`` good and poor (what the scorer scores), ``unusable`` everything.
+    Records the gate could not judge (too short) are kept.
+    """
+    if min_quality not in QUALITY_LEVELS:
+        raise SplitError(f"min_quality must be one of {list(QUALITY_LEVELS)}, got {min_quality!r}")
+    allowed = list(QUALITY_LEVELS[: QUALITY_LEVELS.index(min_quality) + 1])
     dataset = open_dataset(data_dir)
     columns = ["ecg_id", "patient_id", "mi", "fs", "adc_gain", "adc_baseline", "signal"]
-    table = dataset.to_table(
-        columns=columns, filter=pc.field("strat_fold").isin(list(folds))
-    )
+    in_folds = pc.field("strat_fold").isin(list(folds))
+    usable = pc.field("quality").isin(allowed) | pc.field("quality").is_null()
+    table = dataset.to_table(columns=columns, filter=in_folds & usable)
     if table.num_rows == 0:
         present = sorted(set(dataset.to_table(columns=["strat_fold"])["strat_fold"].to_pylist()))
         raise SplitError(

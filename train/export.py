@@ -97,7 +97,8 @@ def export_onnx(
     data = proto.SerializeToString()
 
     # Verify on the run's test records before writing anything.
-    test = load_split(run["data_dir"], run["folds"]["test"])
+    test = load_split(run["data_dir"], run["folds"]["test"],
+                      run["config"].get("min_quality", "unusable"))
     x = test.millivolts()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     onnx_p = session.run(None, {INPUT_NAME: x})[0].reshape(-1)

@@ -23,6 +23,7 @@ from common.io import (
     sha256_file,
 )
 from train.dataset import (
+    QUALITY_LEVELS,
     Split,
     check_disjoint,
     fit_normalization,
@@ -51,10 +52,17 @@ class FitConfig:
     min_sensitivity: float = 0.95
     min_specificity: float = 0.95
     bands: tuple[float, float] | None = None  # override the validation-chosen bands
+    min_quality: str = "poor"  # leave out records the quality gate calls worse (unusable)
 
     def setting(self, name: str) -> Any:
         value = getattr(self, name, None)
         return TRAINING_DEFAULTS[self.arch][name] if value is None else value
+
+
+def quality_counts(data_dir: str | os.PathLike[str]) -> dict[str, int]:
+    """Records per quality verdict in the dataset's manifest (empty for older datasets)."""
+    manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
+    return manifest.get("counts", {}).get("quality", {})
 
 
 def seed_everything(seed: int) -> None:
@@ -155,9 +163,9 @@ def fit(
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
     prepare_output(out_dir, overwrite)
     splits = {
-        "train": load_split(data_dir, config.train_folds),
-        "validation": load_split(data_dir, config.val_folds),
-        "test": load_split(data_dir, config.test_folds),
+        "train": load_split(data_dir, config.train_folds, config.min_quality),
+        "validation": load_split(data_dir, config.val_folds, config.min_quality),
+        "test": load_split(data_dir, config.test_folds, config.min_quality),
     }
     check_disjoint(splits)
     for name, s in splits.items():
@@ -177,6 +185,8 @@ def fit(
                                                    f"folds {list(s.folds)}"
                                                for k, s in splits.items()})
         _LOGGER.info("config %s", asdict(config))
+        _LOGGER.info("quality of the dataset's records: %s; training uses %s", quality_counts(
+            data_dir), " and ".join(QUALITY_LEVELS[: QUALITY_LEVELS.index(config.min_quality) + 1]))
         model, history, best_epoch = train_model(splits["train"], splits["validation"], config,
                                                  verbose=verbose)
         seconds = time.perf_counter() - t0
@@ -209,6 +219,8 @@ def fit(
             "folds": {"train": list(config.train_folds), "val": list(config.val_folds),
                       "test": list(config.test_folds)},
             "records": {k: len(s) for k, s in splits.items()},
+            "min_quality": config.min_quality,
+            "quality_counts": quality_counts(data_dir),
             "bands": {"low": bands.low, "high": bands.high,
                       "chosen_on": "fixed" if config.bands else "validation",
                       "min_sensitivity": config.min_sensitivity,
