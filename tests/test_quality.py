@@ -12,6 +12,7 @@ from conftest import SAMPLE
 from common.records import read_record
 from schemas import LEADS
 from signals.quality import THRESHOLDS, QualityLevel, ecg_quality, lead_stats
+from signals.synthetic import add_fault, clip_affected
 
 RATES = {100: "filename_lr", 500: "filename_hr"}
 
@@ -52,8 +53,7 @@ def test_all_leads_flat(shipped):
 
 def test_three_leads_flat_names_them(shipped):
     x, rate, _ = shipped
-    y = x.copy()
-    y[:, :, 6:9] = 0.0  # V1-V3 off
+    y = add_fault(x, rate, "three_flat")
     for q in ecg_quality(y, rate):
         flat = [i for i in q.issues if i.check == "flat"]
         assert q.level == QualityLevel.UNUSABLE
@@ -75,9 +75,7 @@ def test_absent_leads_are_poor_not_unusable(shipped):
 
 def test_gaussian_noise_at_0_db(shipped):
     x, rate, _ = shipped
-    centred = x - x.mean(axis=1, keepdims=True)
-    rms = np.sqrt((centred**2).mean(axis=1, keepdims=True))
-    noisy = x + np.random.default_rng(1).standard_normal(x.shape).astype(np.float32) * rms
+    noisy = add_fault(x, rate, "noise_0db", seed=1)
     for q in ecg_quality(noisy, rate):
         assert q.level == QualityLevel.UNUSABLE and "noise" in _checks(q), q.summary
     # the estimator reads about 0 dB (it is calibrated to white noise)
@@ -88,8 +86,8 @@ def test_gaussian_noise_at_0_db(shipped):
 def test_clipping_at_one_millivolt(shipped):
     x, rate, names = shipped
     # records where clipping at +-1 mV cuts at least 2 % of some lead's samples
-    affected = ((np.abs(x) > 1.0).mean(axis=1) >= 0.02).any(axis=1)
-    clipped = np.clip(x[affected], -1.0, 1.0)
+    affected = clip_affected(x)
+    clipped = add_fault(x[affected], rate, "clip_1mv")
     verdicts = ecg_quality(clipped, rate)
     hit = [("clipping" in _checks(q)) for q in verdicts]
     missed = [n for n, h in zip(np.asarray(names)[affected], hit, strict=True) if not h]
@@ -99,18 +97,14 @@ def test_clipping_at_one_millivolt(shipped):
 
 def test_mains_hum_2_mv(shipped):
     x, rate, _ = shipped
-    t = np.arange(x.shape[1]) / rate
-    hum = x + (2.0 * np.sin(2 * np.pi * 50 * t + 0.7)).astype(np.float32)[None, :, None]
-    for q in ecg_quality(hum, rate):
+    for q in ecg_quality(add_fault(x, rate, "hum_50hz_2mv"), rate):
         assert "mains" in _checks(q) and q.level >= QualityLevel.POOR, q.summary
         assert "50 Hz" in q.summary
 
 
 def test_baseline_wander_3_mv(shipped):
     x, rate, _ = shipped
-    t = np.arange(x.shape[1]) / rate
-    drift = x + (3.0 * np.sin(2 * np.pi * 0.3 * t)).astype(np.float32)[None, :, None]
-    for q in ecg_quality(drift, rate):
+    for q in ecg_quality(add_fault(x, rate, "wander_0.3hz_3mv"), rate):
         assert "wander" in _checks(q) and q.level == QualityLevel.POOR, q.summary
 
 
@@ -118,13 +112,7 @@ def test_electrode_pop(shipped):
     """A 3 mV step decaying over 0.5 s in V2.  At 500 Hz every record is caught; at 100 Hz a
     10 ms sample makes a pop look like a steep QRS upstroke in some records (documented)."""
     x, rate, _ = shipped
-    t = np.arange(x.shape[1]) / rate
-    k = int(4.0 * rate)
-    step = np.zeros(x.shape[1], np.float32)
-    step[k:] = 3.0 * np.exp(-(t[k:] - t[k]) / 0.5)
-    y = x.copy()
-    y[:, :, LEADS.index("V2")] += step
-    verdicts = ecg_quality(y, rate)
+    verdicts = ecg_quality(add_fault(x, rate, "pop_v2"), rate)
     hit = np.array([any(i.check == "pop" and "V2" in i.leads for i in q.issues)
                     for q in verdicts])
     assert hit.mean() >= (0.99 if rate >= 250 else 0.75), hit.mean()

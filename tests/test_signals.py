@@ -75,18 +75,23 @@ def test_notch_and_baseline_removal():
 
 def test_r_peaks_agree_with_xqrs_at_500_hz():
     """NeuroKit2's detector against wfdb's xqrs (an independent algorithm): within 50 ms on at
-    least 95 % of beats."""
+    least 95 % of beats, on the records where xqrs detects anything (its learning phase finds
+    no beat at all in 8 of the 353 shipped 500 Hz records; benchmarks/RESULTS.md reports both
+    figures)."""
     import wfdb.processing
 
     logging.getLogger("wfdb").setLevel(logging.ERROR)
     x = _load(500)[:, :, 1]
-    agree = total = 0
+    agree = total = failed = 0
     for sig in x:
         ours = ecg_peaks(sig, 500)
         theirs = wfdb.processing.xqrs_detect(sig, fs=500, verbose=False)
+        if not len(theirs):
+            failed += 1
+            continue
         a, n = _agreement(ours, theirs, tol=25)
         agree, total = agree + a, total + n
-    assert total > 300
+    assert failed <= 0.05 * len(x) and total > 300
     assert agree / total >= 0.95, agree / total
 
 
