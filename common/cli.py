@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -71,3 +72,49 @@ def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None):
     if not 0 <= low <= high <= 1:
         raise click.BadParameter(f"need 0 <= LOW <= HIGH <= 1; got {value!r}")
     return low, high
+
+
+def n_jobs_option(default: int = -1):
+    """``--n-jobs``: worker processes, -1 one per core (-2 all but one, ...); 0 is refused."""
+
+    def check(ctx: click.Context, param: click.Parameter, value):
+        if value == 0:
+            raise click.BadParameter("must be a positive number of workers, or -1 for one per "
+                                     "core (-2 all but one, ...); 0 would run nothing")
+        return value
+
+    return click.option("--n-jobs", type=int, default=default, show_default=default is not None,
+                        callback=check,
+                        help="Worker processes (-1: one per core). The output is the same for "
+                             "any value.")
+
+
+def stop_workers() -> None:
+    """Shut down joblib's reusable worker processes, which otherwise outlive the command by
+    minutes (loky's idle timeout)."""
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(loky, "_executor", None) if loky else None
+    if executor is not None:
+        with contextlib.suppress(Exception):
+            executor.shutdown(wait=False, kill_workers=True)
+
+
+@contextlib.contextmanager
+def terminating_cleanly() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop, ``kill``) ends the command like Ctrl-C: temporary outputs
+    are removed by the code that made them, worker processes are stopped, and the exit code
+    is 143 (128 + SIGTERM).  Workers are stopped at any exit."""
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        old = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (e.g. a test runner's worker): leave it alone
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+        stop_workers()

@@ -29,3 +29,14 @@ class MetadataError(ValueError):
 
 class OutputExistsError(FileExistsError):
     """The output exists and ``overwrite`` was not asked for."""
+
+
+class OutputIsInputError(ValueError):
+    """The output is, contains or lies inside an input: refused whatever --overwrite says."""
+
+
+class OutputError(OSError):
+    """Writing an output failed (disk full, read-only, permission, a parent that is a file).
+
+    The message is one line: the path, the problem and the fix.  Nothing partial is left.
+    """

@@ -15,7 +15,14 @@ import numpy as np
 import pyarrow as pa
 
 from common.errors import RecordError
-from common.io import commit_output, prepare_output, sha256_file
+from common.io import (
+    commit_output,
+    discard,
+    make_temp_file,
+    output_error,
+    prepare_output,
+    sha256_file,
+)
 from infer.preprocess import Conformed, conform, to_windows
 from infer.readers import discover, read_csv, read_wfdb, record_id
 from schemas import RESULTS_SCHEMA, Band, ModelContract, ModelContractError, band_for
@@ -275,21 +282,27 @@ def score_dir(
 
 
 def write_results(table: pa.Table, out: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Write results atomically: Parquet, or CSV when ``out`` ends in ``.csv``."""
+    """Write results atomically: Parquet, or CSV when ``out`` ends in ``.csv``.
+
+    Raises OutputExistsError, or OutputError (one line: path, problem, fix) on any I/O failure;
+    nothing partial is left either way.
+    """
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     out = Path(out)
     prepare_output(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = make_temp_file(out)
     try:
-        if out.suffix.lower() == ".csv":
-            pacsv.write_csv(table, tmp)
-        else:
-            pq.write_table(table, tmp)
+        try:
+            if out.suffix.lower() == ".csv":
+                pacsv.write_csv(table, tmp)
+            else:
+                pq.write_table(table, tmp)
+        except OSError as e:
+            raise output_error(out, e) from e
         commit_output(tmp, out, overwrite)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
         raise
     return out

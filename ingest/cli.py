@@ -7,9 +7,16 @@ from pathlib import Path
 
 import click
 
-from common.cli import fail, progress_bar, setup_logging, verbosity_options
-from common.errors import MetadataError, OutputExistsError
-from ingest.convert import convert_ptbxl
+from common.cli import (
+    fail,
+    n_jobs_option,
+    progress_bar,
+    setup_logging,
+    terminating_cleanly,
+    verbosity_options,
+)
+from common.errors import MetadataError, OutputError, OutputExistsError, OutputIsInputError
+from ingest.convert import NothingConvertedError, convert_ptbxl
 from ingest.download import PTBXL_URL, DownloadError, download_ptbxl
 from schemas import RATES, ExitCode
 
@@ -22,7 +29,10 @@ def cli() -> None:
     """Turn ECG corpora into the pipeline's Parquet datasets.
 
     Exit codes: 0 all records converted; 1 some records failed (listed in errors.parquet);
-    2 bad command line; 3 unusable metadata (nothing done); 4 output exists (use --overwrite).
+    2 bad command line (also: --out is, contains or lies inside --root); 3 nothing done
+    (unusable metadata, or no record could be converted); 4 output exists (use --overwrite);
+    5 the output could not be written (disk full, read-only, permission); 143 stopped by
+    SIGTERM (nothing left behind).
     """
 
 
@@ -46,13 +56,7 @@ def cli() -> None:
     show_default=True,
     help="Which copy of each record to convert (Hz).",
 )
-@click.option(
-    "--n-jobs",
-    type=int,
-    default=-1,
-    show_default=True,
-    help="Worker processes (-1: one per core). The output is identical for any value.",
-)
+@n_jobs_option()
 @click.option(
     "--measurements", is_flag=True,
     help="Add heart rate, RR, QRS duration and R/T amplitudes (lead II) per record (needs the "
@@ -89,15 +93,19 @@ def ptbxl(
         except MeasurementExtraMissing as e:
             fail(str(e), ExitCode.FATAL)
     try:
-        with progress_bar(f"ingest {rate} Hz", enabled=not quiet) as update:
+        with terminating_cleanly(), progress_bar(f"ingest {rate} Hz", enabled=not quiet) as update:
             summary = convert_ptbxl(
                 root, out, rate=int(rate), n_jobs=n_jobs, overwrite=overwrite, progress=update,
                 measurements=measurements,
             )
+    except OutputIsInputError as e:
+        fail(str(e), ExitCode.USAGE)
     except OutputExistsError as e:
         fail(str(e), ExitCode.OUTPUT_EXISTS)
-    except MetadataError as e:
+    except (MetadataError, NothingConvertedError) as e:
         fail(str(e), ExitCode.FATAL)
+    except OutputError as e:
+        fail(str(e), ExitCode.OUTPUT_ERROR)
     for message in summary.first_errors:
         _LOGGER.warning(message)
     if summary.n_errors > len(summary.first_errors):

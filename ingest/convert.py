@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,17 +34,27 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from common.errors import RecordError
+from common.errors import OutputError, RecordError
 from common.io import (
+    check_not_input,
     commit_output,
+    discard,
     make_temp_dir,
+    output_error,
     package_versions,
     prepare_output,
     sha256_file,
 )
 from common.records import adc_to_mv, read_record
 from ingest.metadata import ScpTable, load_database, load_scp_statements, record_row
-from schemas import ERRORS_SCHEMA, LEADS, PARTITION_SCHEMA, RATES, RECORD_SCHEMA
+from schemas import (
+    ERRORS_SCHEMA,
+    LEADS,
+    PARTITION_SCHEMA,
+    RATES,
+    RECORD_SCHEMA,
+    RECORD_SECONDS,
+)
 from signals.measure import measurement_row
 from signals.quality import ecg_quality
 
@@ -108,6 +118,18 @@ class ConversionSummary:
         )
 
 
+class NothingConvertedError(ValueError):
+    """Every listed record failed: no dataset is written (an empty one would train nothing)."""
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return int(v) if math.isfinite(v) and v == int(v) and 1 <= v < 2**31 else None
+
+
 def _error(ecg_id: int | None, path: str, exc: RecordError) -> dict[str, Any]:
     return {"ecg_id": ecg_id, "path": path, "kind": exc.kind, "message": str(exc)}
 
@@ -132,6 +154,27 @@ def _check_record(rec, rate: int, path: str) -> np.ndarray:
             f"{path}.hea: leads have different ADC gains or baselines; this dataset stores one "
             "gain per record",
             kind="unsupported_format",
+        )
+    expected = int(round(rate * RECORD_SECONDS))
+    if rec.n_samples != expected:
+        raise RecordError(
+            f"{path}.hea: {rec.n_samples} samples ({rec.n_samples / rate:g} s); PTB-XL records "
+            f"are {RECORD_SECONDS} s, {expected} samples at {rate} Hz; re-download the record",
+            kind="bad_shape",
+        )
+    missing = rec.missing_samples()
+    if missing.any():
+        leads = [rec.sig_names[i] for i in np.flatnonzero(missing)]
+        raise RecordError(
+            f"{path}.hea: {int(missing.sum())} samples missing (WFDB value -32768) in leads "
+            f"{','.join(leads)}; the recording has gaps, leave it out or re-record",
+            kind="missing_samples",
+        )
+    if (rec.signal.max(axis=0) == rec.signal.min(axis=0)).all():
+        raise RecordError(
+            f"{path}.hea: the signal is constant on every lead (no ECG in it); leave the record "
+            "out or re-download it",
+            kind="no_signal",
         )
     if set(u.lower() for u in rec.units) != {"mv"}:
         raise RecordError(
@@ -193,7 +236,7 @@ def _convert_chunk(
         try:
             _, row = record_row(raw, scp, filename_field, where)
         except RecordError as e:
-            result.errors.append(_error(int(float(raw["ecg_id"])), database_csv, e))
+            result.errors.append(_error(_int_or_none(raw["ecg_id"]), database_csv, e))
             continue
         path = os.path.join(root, row["filename"])
         try:
@@ -261,9 +304,11 @@ def _plan(
     # Both tables are checked before any record is touched: a bad table stops the run.
     scp = load_scp_statements(scp_csv)
     db = load_database(database_csv)
-    ids = pd.to_numeric(db["ecg_id"]).astype(np.int64).to_numpy()
+    id_f = pd.to_numeric(db["ecg_id"]).to_numpy(dtype=np.float64)
+    id_ok = np.isfinite(id_f) & (id_f == np.round(id_f)) & (id_f >= 1) & (id_f < 2**31)
+    ids = np.where(id_ok, id_f, -1).astype(np.int64)
     folds = pd.to_numeric(db["strat_fold"], errors="coerce").to_numpy()
-    valid = np.isfinite(folds) & (folds == np.round(folds)) & (folds >= 1) & (folds <= 127)
+    valid = id_ok & np.isfinite(folds) & (folds == np.round(folds)) & (folds >= 1) & (folds <= 10)
     errors = []
     for i in np.flatnonzero(~valid):
         # the row validator words the error, exactly as for any other field
@@ -273,10 +318,9 @@ def _plan(
             record_row(row, scp, "filename_lr", where)
         except RecordError as e:
             exc = e
-        else:  # record_row checks strat_fold as `valid` does; this is only a safety net
-            exc = RecordError(f"{where}: strat_fold = {row['strat_fold']!r} is not a fold "
-                              "number 1-127", kind="bad_metadata")
-        errors.append(_error(int(ids[i]), str(database_csv), exc))
+        else:  # record_row checks ids and folds as `valid` does; this is only a safety net
+            exc = RecordError(f"{where}: ecg_id or strat_fold out of range", kind="bad_metadata")
+        errors.append(_error(int(ids[i]) if id_ok[i] else None, str(database_csv), exc))
     chunks = []
     for fold in np.unique(folds[valid]).astype(int):
         positions = np.flatnonzero(valid & (folds == fold))
@@ -326,6 +370,12 @@ def convert_ptbxl(
         if either CSV table is missing or malformed (before any work is done)
     OutputExistsError
         if ``out_dir`` exists and ``overwrite`` is False (before any work is done)
+    OutputIsInputError
+        if ``out_dir`` is, contains or lies inside ``root`` (whatever ``overwrite`` says)
+    NothingConvertedError
+        if no record could be converted (nothing is written)
+    OutputError
+        if the output cannot be written (disk full, read-only, permission): nothing is left
 
     Notes
     -----
@@ -337,6 +387,7 @@ def convert_ptbxl(
         raise ValueError(f"rate must be one of {list(RATES)}, got {rate!r}")
     t0 = time.perf_counter()
     root, out_dir = Path(root), Path(out_dir)
+    check_not_input(out_dir, [root], option="--out")
     prepare_output(out_dir, overwrite)
     chunk_size = chunk_size or default_chunk_size(rate)
     db, chunks, errors, inputs, scp = _plan(root, chunk_size)
@@ -368,14 +419,21 @@ def convert_ptbxl(
                 progress(res.n_records, n_listed)
         errors.sort(key=lambda e: (e["ecg_id"] if e["ecg_id"] is not None else -1, e["path"]))
         pq.write_table(pa.Table.from_pylist(errors, schema=ERRORS_SCHEMA), tmp / "errors.parquet")
-        if not any(r.n_ok for r in results):
-            (tmp / "records").mkdir(exist_ok=True)
         manifest = _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs,
                              measurements)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if not any(r.n_ok for r in results):
+            raise NothingConvertedError(
+                f"{root}: none of the {n_listed} records could be converted; nothing written. "
+                "First errors:\n  " + "\n  ".join(e["message"] for e in errors[:5]))
         commit_output(tmp, out_dir, overwrite)
+    except OSError as e:
+        discard(tmp)
+        if isinstance(e, OutputError):
+            raise
+        raise output_error(out_dir, e) from e
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard(tmp)
         raise
     n_ok = sum(r.n_ok for r in results)
     summary = ConversionSummary(
@@ -466,7 +524,15 @@ def signals_from_table(table: pa.Table) -> np.ndarray:
         return np.zeros((0, 0, len(LEADS)), dtype=np.int16)
     lengths = np.diff(col.offsets.to_numpy())
     if (lengths != lengths[0]).any():
-        raise ValueError("records have different lengths; select one sampling rate and duration")
+        odd = np.flatnonzero(lengths != np.median(lengths))[:5]
+        ids = (table.column("ecg_id").to_numpy()[odd].tolist()
+               if "ecg_id" in table.column_names else odd.tolist())
+        raise ValueError(
+            "records have different lengths: ecg_id "
+            + ", ".join(f"{i} ({n // len(LEADS)} samples)" for i, n in zip(ids, lengths[odd],
+                                                                          strict=True))
+            + f" differ from the usual {int(np.median(lengths)) // len(LEADS)}; re-ingest with "
+            "this version (it refuses such records) or select one sampling rate")
     values = col.values.to_numpy(zero_copy_only=False)
     start = col.offsets[0].as_py()
     return values[start : start + n * lengths[0]].reshape(n, -1, len(LEADS))

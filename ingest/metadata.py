@@ -31,6 +31,12 @@ DATABASE_COLUMNS: tuple[str, ...] = (
 SCP_COLUMNS: tuple[str, ...] = ("diagnostic", "diagnostic_class")
 
 _FLOAT_FIELDS = ("age", "height", "weight", "nurse", "site", "validated_by")
+#: Plausible ranges of the numeric fields (PTB-XL codes ages over 89 as 300, allowed too).
+_RANGES = {"age": (0.0, 120.0), "height": (30.0, 250.0), "weight": (1.0, 350.0),
+           "nurse": (0.0, 1e6), "site": (0.0, 1e6), "validated_by": (0.0, 1e6)}
+_AGE_OVER_89 = 300.0
+#: ecg_id is stored as int32; PTB-XL's folds are 1-10.
+_INT_RANGES = {"ecg_id": (1, 2**31 - 1), "patient_id": (0, 2**62), "strat_fold": (1, 10)}
 _STR_FIELDS = (
     "device", "report", "heart_axis", "infarction_stadium1", "infarction_stadium2",
     "baseline_drift", "static_noise", "burst_noise", "electrodes_problems", "extra_beats",
@@ -129,13 +135,35 @@ def _float(value: str, field: str, where: str) -> float | None:
 
 def _required_int(value: str, field: str, where: str) -> int:
     out = _float(value, field, where)
-    if out is None or out != int(out):
+    if out is None or not math.isfinite(out) or out != int(out):
         raise RecordError(
             f"{where}: field {field} = {value!r} must be an integer and is required; "
             "fix the row in ptbxl_database.csv",
             kind="bad_metadata",
         )
+    lo, hi = _INT_RANGES[field]
+    if not lo <= out <= hi:
+        what = "PTB-XL folds are 1-10" if field == "strat_fold" else f"expected {lo}-{hi}"
+        raise RecordError(
+            f"{where}: field {field} = {value!r} is out of range ({what}); "
+            "fix the row in ptbxl_database.csv",
+            kind="bad_metadata",
+        )
     return int(out)
+
+
+def _plausible(value: float | None, field: str, where: str) -> float | None:
+    if value is None or (field == "age" and value == _AGE_OVER_89):
+        return value
+    lo, hi = _RANGES[field]
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise RecordError(
+            f"{where}: field {field} = {value!r} is not plausible (expected {lo:g}-{hi:g}"
+            + (", or 300 for ages over 89" if field == "age" else "")
+            + "); fix the row in ptbxl_database.csv",
+            kind="bad_metadata",
+        )
+    return value
 
 
 def record_row(
@@ -152,11 +180,6 @@ def record_row(
         "patient_id": _required_int(row["patient_id"], "patient_id", where),
     }
     fold = _required_int(row["strat_fold"], "strat_fold", where)
-    if not 1 <= fold <= 127:
-        raise RecordError(
-            f"{where}: strat_fold = {fold} is out of range; PTB-XL folds are 1-10",
-            kind="bad_metadata",
-        )
     filename = row[filename_field].strip()
     if not filename:
         raise RecordError(
@@ -165,7 +188,7 @@ def record_row(
         )
     out["filename"] = filename
     for f in _FLOAT_FIELDS:
-        out[f] = _float(row[f], f, where)
+        out[f] = _plausible(_float(row[f], f, where), f, where)
     sex = _float(row["sex"], "sex", where)
     if sex is not None and sex not in (0.0, 1.0):
         raise RecordError(
@@ -198,6 +221,11 @@ def record_row(
     return fold, out
 
 
+def _short(text: str, limit: int = 200) -> str:
+    r = repr(text)
+    return r if len(r) <= limit else f"{r[:limit]}... ({len(r)} characters)"
+
+
 def labels(scp_codes: str, scp: ScpTable, where: str) -> dict[str, Any]:
     """Parse a ``scp_codes`` cell and derive ``mi``, ``mi_codes`` and the superclasses.
 
@@ -211,17 +239,19 @@ def labels(scp_codes: str, scp: ScpTable, where: str) -> dict[str, Any]:
         # PTB-XL writes Python dict literals; as JSON they parse 15x faster than literal_eval
         try:
             codes = json.loads(scp_codes.replace("'", '"'))
-        except ValueError:
+        except (ValueError, RecursionError):
             try:
                 codes = ast.literal_eval(scp_codes)
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 codes = None
     if not isinstance(codes, dict) or not codes or not all(
-        isinstance(k, str) and isinstance(v, int | float) for k, v in codes.items()
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+        and math.isfinite(v) and 0 <= v <= 100 for k, v in codes.items()
     ):
         raise RecordError(
-            f"{where}: scp_codes = {scp_codes!r} is not a non-empty dict of code -> likelihood "
-            "such as {'NORM': 100.0}; fix the row in ptbxl_database.csv",
+            f"{where}: scp_codes = {_short(scp_codes)} is not a non-empty dict of code -> "
+            "likelihood (a number 0-100) such as {'NORM': 100.0}; fix the row in "
+            "ptbxl_database.csv",
             kind="bad_metadata",
         )
     unknown = sorted(c for c in codes if c not in scp.diagnostic_class)

@@ -230,7 +230,8 @@ RESULTS_SCHEMA = pa.schema(
 class ExitCode(enum.IntEnum):
     """Process exit codes shared by the ``ingest``, ``train`` and ``infer`` commands.
 
-    A nightly scheduler can retry on nothing, alert on PARTIAL, and page on FATAL.
+    A nightly scheduler can carry on at OK, alert on PARTIAL, page on FATAL, fix the job on
+    USAGE and OUTPUT_EXISTS, and fix the output location (disk, permissions) on OUTPUT_ERROR.
     """
 
     OK = 0  #: everything processed
@@ -238,3 +239,5 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  #: bad command line (click's own code)
     FATAL = 3  #: nothing was done: unusable metadata, model, or input folder
     OUTPUT_EXISTS = 4  #: the output exists; pass --overwrite to replace it
+    OUTPUT_ERROR = 5  #: the output could not be written (disk full, read-only, permission):
+    #: nothing partial is left; fix the location and re-run
