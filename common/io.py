@@ -59,6 +59,7 @@ _FIXES = {
     errno.EACCES: "permission denied; choose a folder you can write to, or fix its permissions",
     errno.EPERM: "operation not permitted; choose a folder you can write to",
     errno.ENOTDIR: "a parent of the output is a file, not a folder; choose another --out",
+    errno.EEXIST: "a parent of the output is a file, not a folder; choose another --out",
     errno.ENOENT: "a parent folder vanished while writing; check the path and re-run",
     errno.EISDIR: "the output is a folder; name a file",
 }

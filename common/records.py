@@ -153,6 +153,9 @@ def regular_file(path: str, what: str, named_in: str | None = None) -> None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise RecordError(f"{path}: the {what} is a link to {os.readlink(path)}, which does "
+                              "not exist; fix or remove the link", kind="missing_file") from None
         where = f" (named in {named_in})" if named_in else ""
         fix = "copy it next to its header" if named_in else "check the path or the record list"
         raise RecordError(f"{path}: {what} not found{where}; {fix}",
@@ -334,13 +337,14 @@ def _signal_files(hea: str, header: Header, root: str | None) -> list[str]:
     out = []
     for name in dict.fromkeys(s.file_name for s in header.signals):
         path = os.path.join(folder, name)
-        if root is not None:
-            real, top = os.path.realpath(path), os.path.realpath(root)
-            if os.path.commonpath([real, top]) != top:
-                raise RecordError(
-                    f"{hea}: the signal file {name!r} lies outside {root}; records are only "
-                    "read inside the input folder (copy the file next to its header)",
-                    kind="outside_input")
+        if root is not None and (os.path.isabs(name) or ".." in name.replace("\\", "/")
+                                 .split("/")):
+            # lexical: a folder the user linked into the input is theirs to give; a header
+            # reaching out by an absolute path or ../ is not
+            raise RecordError(
+                f"{hea}: the signal file {name!r} lies outside the input folder {root}; "
+                "records are only read inside it (copy the file next to its header)",
+                kind="outside_input")
         regular_file(path, "signal file", named_in=os.path.basename(hea))
         out.append(path)
     return out
@@ -360,8 +364,8 @@ def read_record(
     record_path : e.g. ``data/ptbxl-sample/records100/00000/00001_lr``
     verify_checksum : compare each lead's 16-bit sample sum with the header's checksum, which
         catches a corrupt ``.dat`` of the right length.
-    root : if given, signal files must lie inside this folder (symlinks resolved): a header
-        cannot make the reader open ``../../elsewhere`` or an absolute path.
+    root : if given (the input folder), a header may not name its signal files by an absolute
+        path or through ``..``: it cannot make the reader open files outside the input.
 
     Raises
     ------

@@ -13,9 +13,11 @@ from common.cli import (
     parse_bands,
     progress_bar,
     setup_logging,
+    terminating_cleanly,
     verbosity_options,
 )
-from common.errors import OutputExistsError, RecordError
+from common.errors import OutputError, OutputExistsError, OutputIsInputError, RecordError
+from common.io import check_not_input
 from schemas import ExitCode, ModelContractError
 
 _LOGGER = logging.getLogger("infer")
@@ -28,9 +30,12 @@ DEFAULT_MODEL = os.environ.get("MI_SCREEN_MODEL", "out/model.onnx")
 def cli() -> None:
     """Score ECG records for myocardial infarction with an exported ONNX model.
 
-    Exit codes: 0 every record scored (warnings included); 1 some records could not be scored
-    (error rows in the results); 2 bad command line; 3 nothing scored: unusable model, empty
-    input folder, or an error with --fail-on-error; 4 output exists (use --overwrite).
+    Exit codes: 0 every record scored (warnings and skipped non-inputs included); 1 some
+    records could not be scored (error rows in the results); 2 bad command line (also: --out is
+    or lies inside an input, or is the model); 3 nothing scored: unusable model, empty input
+    folder, every record failed (the results still list why), or an error with
+    --fail-on-error; 4 output exists (use --overwrite); 5 the results could not be written
+    (disk full, read-only, permission: nothing partial is left); 143 stopped by SIGTERM.
     """
 
 
@@ -89,6 +94,10 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
     from infer.score import Model, NoInputError, ScoreOptions, score_dir, write_results
 
     setup_logging(verbose, quiet)
+    try:
+        check_not_input(out, [input_dir, model_path])
+    except OutputIsInputError as e:
+        fail(str(e), ExitCode.USAGE)
     if out.exists() and not overwrite:
         fail(f"{out}: output exists; pass --overwrite to replace it, or choose another --out",
              ExitCode.OUTPUT_EXISTS)
@@ -106,21 +115,35 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
     options = ScoreOptions(csv_fs=csv_fs, csv_units=csv_units, pad_short=pad_short,
                            allow_missing_leads=allow_missing_leads, measurements=measurements)
     try:
-        with progress_bar("scoring", enabled=not quiet) as update:
-            table, summary = score_dir(input_dir, model, pattern=pattern, recursive=recursive,
-                                       options=options, bands=bands, n_jobs=n_jobs,
-                                       progress=update, stop_on_error=fail_on_error)
+        with terminating_cleanly():
+            with progress_bar("scoring", enabled=not quiet) as update:
+                table, summary = score_dir(input_dir, model, pattern=pattern,
+                                           recursive=recursive, options=options, bands=bands,
+                                           n_jobs=n_jobs, progress=update,
+                                           stop_on_error=fail_on_error)
+            write_results(table, out, overwrite=overwrite)
     except NoInputError as e:
         fail(str(e), ExitCode.FATAL)
     except RecordError as e:
         fail(f"{e} (--fail-on-error: nothing written)", ExitCode.FATAL)
-    try:
-        write_results(table, out, overwrite=overwrite)
     except OutputExistsError as e:
         fail(str(e), ExitCode.OUTPUT_EXISTS)
+    except OutputError as e:
+        fail(str(e), ExitCode.OUTPUT_ERROR)
     for message in summary.first_errors:
         _LOGGER.warning(message)
+    for status, message in zip(table["status"].to_pylist(), table["message"].to_pylist(),
+                               strict=True):
+        if status == "skipped":
+            _LOGGER.info("skipped %s", message)
     click.echo(f"{summary.line()} -> {out}", err=quiet)
+    c = model.contract
+    click.echo(f"bands: normal < {c.band_low:.4f} <= borderline < {c.band_high:.4f} <= MI"
+               if bands is None else f"bands (--bands): {bands[0]:.4f} / {bands[1]:.4f}",
+               err=quiet)
+    if summary.status["error"] and not summary.scored:
+        fail(f"none of the {summary.status['error']} records could be scored; {out} lists "
+             "why, row by row", ExitCode.FATAL)
     if summary.status["error"]:
         raise SystemExit(int(ExitCode.PARTIAL))
 

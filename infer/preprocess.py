@@ -30,21 +30,38 @@ from fractions import Fraction
 import numpy as np
 
 from infer.readers import InputError, RawInput
-from schemas import ModelContract, canonical_lead
+from schemas import ModelContract, canonical_lead, lead_sign
 
 #: Largest plausible ECG amplitude in mV; above it the units are almost surely wrong.
 MAX_PLAUSIBLE_MV = 30.0
+#: Smallest plausible largest peak-to-peak of a record in mV: no ECG is this small on every lead
+#: (a file in volts read as mV, or a header gain 1000x off).  An exactly flat record is left
+#: to the quality gate, which says "flat".
+MIN_PLAUSIBLE_MV = 0.05
+#: A CSV longer than this at an assumed rate is suspicious (a resting ECG is 10 s).
+PLAUSIBLE_CSV_SECONDS = 30.0
 
 
 @dataclass
 class Prepared:
-    """Model-ready windows of one record and what the results row reports about it."""
+    """One record at the model's rate, and what the results row reports about it.
 
-    windows: np.ndarray  # (n_windows, input_samples, n_leads) float32 mV
+    The windows the model scores are views into ``signal`` (:func:`windows`, taken batch by
+    batch by the scorer), so a long record costs its own size, not one copy per window.
+    """
+
+    signal: np.ndarray  # (n_samples, n_leads) float32 mV at the model's rate
+    starts: np.ndarray  # first sample of each window
+    length: int  # samples per window
     leads_found: list[str]
     leads_filled: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def windows(self) -> np.ndarray:
+        """All windows at once ``(n_windows, length, n_leads)`` (a copy: for short records)."""
+        return np.stack([self.signal[s : s + self.length] for s in self.starts])
 
 
 def map_leads(raw: RawInput, contract: ModelContract,
@@ -74,7 +91,8 @@ def map_leads(raw: RawInput, contract: ModelContract,
     out = np.zeros((raw.signal.shape[0], len(contract.leads)), dtype=np.float32)
     for j, lead in enumerate(contract.leads):
         if lead in seen:
-            out[:, j] = raw.signal[:, seen[lead]]
+            # an inverted lead (-aVR, as Cabrera displays print it) is turned back upright
+            out[:, j] = raw.signal[:, seen[lead]] * lead_sign(raw.names[seen[lead]])
     if missing:
         warnings.append(f"leads {','.join(missing)} missing, filled with zeros "
                         "(--allow-missing-leads); the score is less reliable")
@@ -92,15 +110,20 @@ def resample(signal: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     return resample_poly(signal, ratio.numerator, ratio.denominator, axis=0).astype(np.float32)
 
 
-def windows(signal: np.ndarray, length: int) -> np.ndarray:
-    """Windows of ``length`` with 50 % overlap, the last aligned with the end."""
-    n = signal.shape[0]
-    if n == length:
-        return signal[None]
+def window_starts(n: int, length: int) -> np.ndarray:
+    """First samples of the windows of ``length`` over ``n`` samples: 50 % overlap, the last
+    aligned with the end."""
+    if n <= length:
+        return np.zeros(1, dtype=np.int64)
     starts = list(range(0, n - length + 1, max(1, length // 2)))
     if starts[-1] != n - length:
         starts.append(n - length)
-    return np.stack([signal[s : s + length] for s in starts])
+    return np.asarray(starts, dtype=np.int64)
+
+
+def windows(signal: np.ndarray, length: int) -> np.ndarray:
+    """Windows of ``length`` with 50 % overlap, the last aligned with the end (a copy)."""
+    return np.stack([signal[s : s + length] for s in window_starts(signal.shape[0], length)])
 
 
 @dataclass
@@ -122,6 +145,12 @@ def conform(raw: RawInput, contract: ModelContract,
     if not np.isfinite(raw.signal).all():
         raise InputError(f"{raw.path}: the signal holds NaN or infinite values; repair or trim "
                          "the recording", kind="bad_values")
+    if raw.fs < contract.fs:
+        hint = " (for CSV files, check --csv-fs)" if raw.format == "csv" else ""
+        raise InputError(
+            f"{raw.path}: sampled at {raw.fs:g} Hz, below the model's {contract.fs} Hz: the "
+            f"model needs detail a lower rate does not hold{hint}; record at {contract.fs} Hz or "
+            "more", kind="rate_too_low")
     signal, found, filled, warnings = map_leads(raw, contract, allow_missing_leads)
     peak = float(np.max(np.abs(signal))) if signal.size else 0.0
     if peak > MAX_PLAUSIBLE_MV:
@@ -129,8 +158,15 @@ def conform(raw: RawInput, contract: ModelContract,
                 else "check the units and gains in the header")
         raise InputError(f"{raw.path}: amplitudes up to {peak:.0f} mV are not an ECG in mV; "
                          f"{hint}", kind="bad_units")
+    largest = float(np.max(np.ptp(signal, axis=0))) if signal.size else 0.0
+    if 0.0 < largest < MIN_PLAUSIBLE_MV:
+        hint = ("if the file is in volts pass --csv-units V" if raw.format == "csv"
+                else "check the gains and units in the header (uV with a gain for mV?)")
+        raise InputError(
+            f"{raw.path}: the largest peak-to-peak on any lead is {largest:.2g} mV, far below "
+            f"any ECG; {hint}, otherwise the electrodes were not connected", kind="bad_units")
     return Conformed(raw=raw, signal=signal, leads_found=found, leads_filled=filled,
-                     warnings=warnings)
+                     warnings=list(raw.warnings) + warnings)
 
 
 def to_windows(c: Conformed, contract: ModelContract, pad_short: bool = False) -> Prepared:
@@ -152,8 +188,9 @@ def to_windows(c: Conformed, contract: ModelContract, pad_short: bool = False) -
             [signal, np.zeros((need - signal.shape[0], signal.shape[1]), np.float32)])
         warnings.append(f"{have:.1f} s record padded with zeros to {full:g} s (--pad-short); "
                         "the score is less reliable")
-    return Prepared(windows=windows(signal, need), leads_found=c.leads_found,
-                    leads_filled=c.leads_filled, warnings=warnings, notes=notes)
+    return Prepared(signal=signal, starts=window_starts(signal.shape[0], need), length=need,
+                    leads_found=c.leads_found, leads_filled=c.leads_filled, warnings=warnings,
+                    notes=notes)
 
 
 def prepare(raw: RawInput, contract: ModelContract, pad_short: bool = False,

@@ -10,14 +10,13 @@ from __future__ import annotations
 import io
 import os
 import re
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from common.errors import RecordError
-from common.records import read_record
-from schemas import LEADS, unit_scale_to_mv
+from common.records import read_record, regular_file
+from schemas import LEADS, canonical_lead, unit_scale_to_mv
 
 #: Columns that are not leads and are dropped from CSV files (pandas' index, time stamps).
 _NON_LEAD_COLUMNS = {"", "index", "unnamed: 0", "sample", "samples", "time", "t", "timestamp",
@@ -26,6 +25,13 @@ _NON_LEAD_COLUMNS = {"", "index", "unnamed: 0", "sample", "samples", "time", "t"
 
 class InputError(RecordError):
     """An input file cannot be scored; ``kind`` says why (see RecordError)."""
+
+
+class NotAnEcgError(InputError):
+    """The file is not an ECG at all (yesterday's results table, a database's metadata CSV):
+    it is listed as skipped, not failed."""
+
+    kind = "not_ecg"
 
 
 @dataclass
@@ -37,13 +43,40 @@ class RawInput:
     fs: float
     signal: np.ndarray
     names: list[str]
+    warnings: list[str] = field(default_factory=list)  # what was assumed or dropped
+    notes: list[str] = field(default_factory=list)  # what is worth saying on an ok row
 
 
-def read_wfdb(path: str) -> RawInput:
-    """Read a WFDB record (``.hea`` path) and convert it to mV with its header's gains and units."""
-    rec = read_record(path)
-    return RawInput(path=path, format="wfdb", fs=rec.fs, signal=rec.to_millivolts(),
-                    names=list(rec.sig_names))
+def read_wfdb(path: str, root: str | None = None) -> RawInput:
+    """Read a WFDB record (``.hea`` path) and convert it to mV with its header's gains and units.
+
+    A lead that holds only WFDB's missing value is dropped (as if absent: an error unless
+    ``--allow-missing-leads``); a lead with some missing samples (a dropout) is an error.
+    ``root``: signal files must lie inside it.
+    """
+    rec = read_record(path, root=root)
+    warnings = []
+    if not rec.fs_given:
+        warnings.append(f"the header gives no sampling rate: WFDB's default {rec.fs:g} Hz "
+                        "assumed; add the rate to the header if that is wrong")
+    mv = rec.to_millivolts()
+    names = list(rec.sig_names)
+    missing = rec.missing_samples()
+    if missing.any():
+        dead = missing == rec.n_samples
+        partial = (missing > 0) & ~dead
+        if partial.any():
+            leads = [f"{names[i]} ({missing[i]})" for i in np.flatnonzero(partial)]
+            raise InputError(
+                f"{path}: samples missing (WFDB's missing value) in leads {', '.join(leads)}: "
+                "the recorder lost contact; re-record, or trim the record to the intact part",
+                kind="missing_samples")
+        keep = np.flatnonzero(~dead)
+        warnings.append(f"leads {','.join(names[i] for i in np.flatnonzero(dead))} hold no "
+                        "samples (all WFDB missing values): treated as absent")
+        mv, names = mv[:, keep], [names[i] for i in keep]
+    return RawInput(path=path, format="wfdb", fs=rec.fs, signal=mv, names=names,
+                    warnings=warnings)
 
 
 def _is_number(token: str) -> bool:
@@ -66,6 +99,12 @@ def read_csv(path: str, fs: float, units: str = "mV") -> RawInput:
     scale = unit_scale_to_mv(units)
     if scale is None:
         raise ValueError(f"units must be one of V, mV, uV, nV; got {units!r}")
+    regular_file(path, "CSV file")
+    size = os.path.getsize(path)
+    if size > MAX_CSV_BYTES:
+        raise InputError(f"{path}: {size / 2**30:.1f} GiB, larger than the {MAX_CSV_BYTES >> 30} "
+                         "GiB this scorer reads from one CSV; split the recording",
+                         kind="too_large")
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -102,6 +141,12 @@ def read_csv(path: str, fs: float, units: str = "mV") -> RawInput:
         keep = [i for i, n in enumerate(names) if n.lower() not in _NON_LEAD_COLUMNS]
         df = df.iloc[:, keep]
         names = [names[i] for i in keep]
+        if (all(canonical_lead(n) is None for n in names)
+                and any(df[c].dtype.kind not in "fiub" for c in df.columns)):
+            shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+            raise NotAnEcgError(
+                f"{path}: not an ECG table: no column is a lead and some hold text (columns "
+                f"{shown}); skipped. If it is an ECG, name the columns after the leads")
     else:
         if df.shape[1] != len(LEADS):
             raise InputError(
@@ -128,38 +173,137 @@ def read_csv(path: str, fs: float, units: str = "mV") -> RawInput:
     return RawInput(path=path, format="csv", fs=float(fs), signal=signal, names=names)
 
 
-def discover(root: str | os.PathLike[str], pattern: str | None = None,
-             recursive: bool = True) -> list[tuple[str, str]]:
-    """Inputs under ``root`` as sorted ``(path, format)``: WFDB headers and CSV files.
+#: Candidate inputs by extension (lower-cased).
+INPUT_FORMATS = {"hea": "wfdb", "csv": "csv"}
+#: Largest CSV file read (a day of 12 leads at 500 Hz is about 3.5 GB of text; split larger).
+MAX_CSV_BYTES = 1 << 30
 
-    A ``.hea`` file stands for its record (its signal file is checked when read); ``.dat``
-    files are not inputs by themselves.  Hidden files and folders are skipped.  ``pattern`` is
-    a glob matched against the path relative to ``root`` (``**/*.csv``, ``records100/*``) or
-    the file name.
+
+@dataclass
+class Discovery:
+    """What :func:`discover` found: inputs to score and candidates it skipped, with why."""
+
+    inputs: list[tuple[str, str]]  # (path, format), sorted
+    skipped: list[tuple[str, str]]  # (path, reason)
+
+
+def _fmt_of(name: str) -> str | None:
+    return INPUT_FORMATS.get(name.rsplit(".", 1)[-1].lower() if "." in name else "")
+
+
+def discover(root: str | os.PathLike[str], pattern: str | None = None,
+             recursive: bool = True) -> Discovery:
+    """Inputs under ``root`` (WFDB headers and CSV files), and every candidate skipped.
+
+    A ``.hea`` file (any case) stands for its record; ``.dat`` files are not inputs by
+    themselves.  ``pattern`` is a glob matched against the path relative to ``root``
+    (``**/*.csv``, ``records100/*``) or the file name.  The walk uses an explicit stack (no
+    depth limit), follows symlinked folders once each (a link loop is reported, not followed
+    again), and only regular files are inputs.  Skipped, each with its reason: hidden files and
+    folders (names starting with a dot) that hold candidates, folders that cannot be read, link
+    loops, pipes and devices.
     """
     import fnmatch
+    import stat
 
-    root = Path(root)
-    found = []
-    walker = os.walk(root) if recursive else [(str(root), [], os.listdir(root))]
-    for dirpath, dirnames, filenames in walker:
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.startswith("."):
+    root = os.fspath(root)
+    inputs: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[tuple[int, int]] = set()
+    try:
+        st = os.stat(root)
+        seen.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            skipped.append((folder, f"folder cannot be read ({e.strerror or e}); fix its "
+                                    "permissions to score what it holds"))
+            continue
+        for entry in entries:
+            path, name = entry.path, entry.name
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not recursive:
+                    continue
+                if name.startswith("."):
+                    if _holds_candidates(path):
+                        skipped.append((path, "hidden folder (its name starts with a dot); "
+                                              "rename it to score what it holds"))
+                    continue
+                try:
+                    st = entry.stat()
+                except OSError as e:
+                    skipped.append((path, f"folder cannot be read ({e.strerror or e})"))
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    skipped.append((path, "link to a folder already searched (a symlink "
+                                          "loop or a second link); searched once"))
+                    continue
+                seen.add(key)
+                stack.append(path)
                 continue
-            ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-            fmt = {"hea": "wfdb", "csv": "csv"}.get(ext)
+            fmt = _fmt_of(name)
             if fmt is None:
                 continue
-            path = os.path.join(dirpath, name)
             if pattern:
                 rel = os.path.relpath(path, root)
                 if not (fnmatch.fnmatch(rel, pattern) or fnmatch.fnmatch(name, pattern)):
                     continue
-            found.append((path, fmt))
-    return sorted(found)
+            if name.startswith("."):
+                skipped.append((path, "hidden file (its name starts with a dot); rename it to "
+                                      "score it"))
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                inputs.append((path, fmt))  # a dangling link: reading it says what is wrong
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append((path, "not a regular file (a pipe, socket or device); only "
+                                      "files are read"))
+                continue
+            inputs.append((path, fmt))
+    return Discovery(inputs=sorted(inputs), skipped=sorted(skipped))
+
+
+def _holds_candidates(folder: str, limit: int = 10_000) -> bool:
+    """Whether a (hidden) folder holds any candidate input, looking at most ``limit`` entries."""
+    seen = 0
+    stack = [folder]
+    while stack and seen < limit:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    seen += 1
+                    if _fmt_of(e.name) and not e.is_dir():
+                        return True
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+        except OSError:
+            continue
+    return False
+
+
+def safe_text(text: str) -> str:
+    """``text`` as valid UTF-8 for the results table: a file name with bytes that are not UTF-8
+    (kept by Python as surrogates) shows them as ``\\xNN``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def record_id(path: str) -> str:
     """The record's id: its file name without extension."""
-    return re.sub(r"\.(hea|csv)$", "", os.path.basename(path), flags=re.IGNORECASE)
+    return safe_text(re.sub(r"\.(hea|csv)$", "", os.path.basename(path), flags=re.IGNORECASE))

@@ -23,16 +23,28 @@ from common.io import (
     prepare_output,
     sha256_file,
 )
-from infer.preprocess import Conformed, conform, to_windows
-from infer.readers import discover, read_csv, read_wfdb, record_id
+from infer.preprocess import PLAUSIBLE_CSV_SECONDS, Conformed, Prepared, conform, to_windows
+from infer.readers import (
+    NotAnEcgError,
+    _fmt_of,
+    discover,
+    read_csv,
+    read_wfdb,
+    record_id,
+    safe_text,
+)
 from schemas import RESULTS_SCHEMA, Band, ModelContract, ModelContractError, band_for
 from signals.measure import measurement_row
-from signals.quality import Quality, QualityLevel, ecg_quality
+from signals.quality import SUB_BATCH, Quality, QualityLevel, ecg_quality
 
 _LOGGER = logging.getLogger(__name__)
 
 #: Records read and scored per step; bounds memory (a step holds its windows only).
 CHUNK_RECORDS = 512
+#: ... and at most about this many bytes of input files (a long record is a chunk of its own).
+CHUNK_BYTES = 32 << 20
+#: Samples per lead stacked at once for the quality gate.
+GATE_SAMPLES = 1 << 21
 #: Below this many inputs, reading in worker processes costs more than it saves.
 MIN_PARALLEL_RECORDS = 2 * CHUNK_RECORDS
 
@@ -84,10 +96,12 @@ class Model:
             raise ModelContractError(f"{self.path}: not a readable ONNX model ({e})") from e
         props = self.session.get_modelmeta().custom_metadata_map
         self.contract = ModelContract.from_metadata(props, source=str(self.path))
-        names = [i.name for i in self.session.get_inputs()]
+        inputs = self.session.get_inputs()
+        names = [i.name for i in inputs]
         if names != [self.contract.input_name]:
             raise ModelContractError(f"{self.path}: graph inputs {names} do not match the "
                                      f"contract's {self.contract.input_name!r}")
+        self.contract.validate(str(self.path), input_shape=inputs[0].shape)
         self.sha256 = sha256_file(self.path)
 
     def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -99,23 +113,67 @@ class Model:
         return np.concatenate(out).reshape(-1) if out else np.zeros(0, np.float32)
 
 
-def _read_one(path: str, fmt: str, contract: ModelContract, options: ScoreOptions):
+#: Longest message kept in a results row (a header naming a million signals once produced a
+#: 9.9 MB message); the rest is cut with a note of how much.
+MAX_MESSAGE = 1000
+
+
+def _cap(message: str) -> str:
+    message = safe_text(message)
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} more characters)"
+
+
+def _unexpected(path: str, e: BaseException) -> str:
+    """Cause and fix for failures that are not our own RecordError."""
+    if isinstance(e, MemoryError):
+        return f"{path}: too large to hold in memory; split the record into shorter files"
+    if isinstance(e, PermissionError):
+        return f"{path}: permission denied; make the file readable by this user"
+    if isinstance(e, UnicodeError):
+        return f"{path}: text in an unknown encoding; save the file as UTF-8"
+    if isinstance(e, OSError):
+        return (f"{path}: cannot be read ({e.strerror or e}); check that the file is complete "
+                "and on a working disk")
+    return (f"{path}: could not be read ({type(e).__name__}: {str(e)[:200]}); the file may be "
+            "damaged: re-export it, or report it with the file if it looks right")
+
+
+def _read_one(path: str, fmt: str, contract: ModelContract, options: ScoreOptions,
+              root: str | None = None):
     """Read one input and put its leads in the model's order; never raises for bad input
-    (returns an error row instead)."""
-    row: dict[str, Any] = {"record_id": record_id(path), "path": path, "format": fmt}
+    (returns an error or skipped row instead)."""
+    row: dict[str, Any] = {"record_id": record_id(path), "path": safe_text(path), "format": fmt}
     try:
         if fmt == "wfdb":
-            raw = read_wfdb(path)
+            raw = read_wfdb(path, root=root)
         else:
             raw = read_csv(path, fs=options.csv_fs or contract.fs, units=options.csv_units)
+            if options.csv_fs is None:
+                _note_assumed_rate(raw, contract.fs)
         row["input_fs"] = raw.fs
         row["duration_s"] = raw.signal.shape[0] / raw.fs
         return row, conform(raw, contract, options.allow_missing_leads)
+    except NotAnEcgError as e:
+        row.update(status="skipped", message=str(e))
     except RecordError as e:
         row.update(status="error", message=str(e))
     except Exception as e:  # noqa: BLE001  a batch never dies for one file
-        row.update(status="error", message=f"{path}: unexpected {type(e).__name__}: {e}")
+        row.update(status="error", message=_unexpected(path, e))
     return row, None
+
+
+def _note_assumed_rate(raw, fs: int) -> None:
+    """A CSV holds no rate: say which was assumed, and warn when it implies an odd duration."""
+    seconds = raw.signal.shape[0] / fs
+    if seconds > PLAUSIBLE_CSV_SECONDS:
+        guess = raw.signal.shape[0] / 10.0
+        raw.warnings.append(
+            f"no rate in a CSV file: {fs} Hz (the model's) assumed, which makes it {seconds:.0f} s "
+            f"long; if it is a 10 s recording its rate is {guess:g} Hz: pass --csv-fs {guess:g}")
+    else:
+        raw.notes.append(f"rate {fs} Hz assumed (CSV files carry none; --csv-fs sets it)")
 
 
 def _gate(conformed: list[Conformed], contract: ModelContract) -> list[Quality | None]:
@@ -124,25 +182,30 @@ def _gate(conformed: list[Conformed], contract: ModelContract) -> list[Quality |
     for k, c in enumerate(conformed):
         groups.setdefault((c.raw.fs, c.signal.shape[0]), []).append(k)
     out: list[Quality | None] = [None] * len(conformed)
-    for (fs, _), idx in groups.items():
-        x = np.stack([conformed[k].signal for k in idx])
-        absent = np.array([[lead in conformed[k].leads_filled for lead in contract.leads]
-                           for k in idx])
-        try:
-            verdicts = ecg_quality(x, fs, contract.leads, absent)
-        except ValueError:  # too short to judge (the model refuses it too, unless --pad-short)
-            continue
-        for k, q in zip(idx, verdicts, strict=True):
-            out[k] = q
+    for (fs, n_samples), idx in groups.items():
+        # stacked in slices of a few million samples: 512 ten-second records at once, but
+        # hour-long ones one by one
+        per = max(1, min(SUB_BATCH, GATE_SAMPLES // max(1, n_samples)))
+        for i in range(0, len(idx), per):
+            part = idx[i : i + per]
+            x = np.stack([conformed[k].signal for k in part])
+            absent = np.array([[lead in conformed[k].leads_filled for lead in contract.leads]
+                               for k in part])
+            try:
+                verdicts = ecg_quality(x, fs, contract.leads, absent)
+            except ValueError:  # too short to judge (the model refuses it too, unless padded)
+                break
+            for k, q in zip(part, verdicts, strict=True):
+                out[k] = q
     return out
 
 
-def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions):
-    """Read, gate and window a chunk of inputs: ``[(row, windows or None)]`` in input order.
-
-    Runs in a worker process for large batches; never raises for bad input.
+def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions,
+                   root: str | None = None):
+    """Read, gate and resample a chunk of inputs: ``[(row, Prepared or None)]`` in input
+    order.  Runs in a worker process for large batches; never raises for bad input.
     """
-    read = [_read_one(p, f, contract, options) for p, f in items]
+    read = [_read_one(p, f, contract, options, root) for p, f in items]
     ok = [k for k, (_, c) in enumerate(read) if c is not None]
     verdicts = dict(zip(ok, _gate([read[k][1] for k in ok], contract), strict=True))
     out = []
@@ -157,7 +220,8 @@ def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions):
         row["leads_found"] = ",".join(c.leads_found)
         row["leads_filled"] = ",".join(c.leads_filled)
         if q is not None and q.level == QualityLevel.UNUSABLE:
-            row.update(status="error", message=f"{row['path']}: {q.message()}")
+            row.update(status="error", message="; ".join(
+                [f"{safe_text(c.raw.path)}: {q.message()}", *c.warnings]))
             out.append((row, None))
             continue
         if q is not None and q.level == QualityLevel.POOR:
@@ -166,16 +230,61 @@ def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions):
             row.update(measurement_row(c.signal, c.raw.fs, contract.leads))
         try:
             prepared = to_windows(c, contract, options.pad_short)
-        except RecordError as e:
-            row.update(status="error", message=str(e))
+        except RecordError as e:  # what was assumed on the way may be why: say it too
+            row.update(status="error", message="; ".join([str(e), *c.warnings]))
             out.append((row, None))
             continue
         if q is None:
             prepared.notes.append("quality not assessed: too short to judge")
-        row["n_windows"] = len(prepared.windows)
+        row["n_windows"] = len(prepared.starts)
         row["status"] = "warning" if prepared.warnings else "ok"
-        row["message"] = "; ".join(prepared.warnings + prepared.notes)
-        out.append((row, prepared.windows))
+        row["message"] = "; ".join(prepared.warnings + c.raw.notes + prepared.notes)
+        out.append((row, prepared))
+    return out
+
+
+def _predict(model: Model, good: list[tuple[dict, Prepared]],
+             batch_windows: int = 256) -> list[float]:
+    """Each record's probability, the mean over its windows (the aggregation the exported
+    model's contract states); windows are views into each record's signal, copied into
+    batches of ``batch_windows``, so memory is bounded whatever the records' lengths."""
+    sums = np.zeros(len(good))
+    batch, owners = [], []
+
+    def flush():
+        p = model.predict(np.stack(batch), batch_size=batch_windows)
+        np.add.at(sums, np.asarray(owners), p)
+        batch.clear()
+        owners.clear()
+
+    for k, (_, prep) in enumerate(good):
+        for start in prep.starts:
+            batch.append(prep.signal[start : start + prep.length])
+            owners.append(k)
+            if len(batch) == batch_windows:
+                flush()
+    if batch:
+        flush()
+    return (sums / np.array([len(p.starts) for _, p in good])).tolist()
+
+
+def _chunks(inputs: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Consecutive chunks of at most CHUNK_RECORDS inputs and about CHUNK_BYTES of files: a
+    chunk of hour-long records holds a few of them, not 512."""
+    out, chunk, size = [], [], 0
+    for path, fmt in inputs:
+        try:
+            base = path[:-4] if fmt == "wfdb" else path
+            n = os.path.getsize(base + ".dat" if fmt == "wfdb" else base)
+        except OSError:
+            n = 0
+        if chunk and (len(chunk) >= CHUNK_RECORDS or size + n > CHUNK_BYTES):
+            out.append(chunk)
+            chunk, size = [], 0
+        chunk.append((path, fmt))
+        size += n
+    if chunk:
+        out.append(chunk)
     return out
 
 
@@ -184,15 +293,20 @@ class ScoreSummary:
     """Counts of a scoring run, for the summary line and the exit code."""
 
     n: int = 0
-    status: dict[str, int] = field(default_factory=lambda: {"ok": 0, "warning": 0, "error": 0})
+    status: dict[str, int] = field(
+        default_factory=lambda: {"ok": 0, "warning": 0, "error": 0, "skipped": 0})
     bands: dict[str, int] = field(default_factory=lambda: {b.value: 0 for b in Band})
     seconds: float = 0.0
     first_errors: list[str] = field(default_factory=list)
 
+    @property
+    def scored(self) -> int:
+        return self.status["ok"] + self.status["warning"]
+
     def line(self) -> str:
         rate = self.n / self.seconds if self.seconds else 0.0
-        return (f"{self.n} records: {self.status['ok']} ok, {self.status['warning']} warnings, "
-                f"{self.status['error']} errors; bands: "
+        return (f"{self.n} inputs: {self.status['ok']} ok, {self.status['warning']} warnings, "
+                f"{self.status['error']} errors, {self.status['skipped']} skipped; bands: "
                 + ", ".join(f"{k} {v}" for k, v in self.bands.items())
                 + f"; {rate:.0f} records/s")
 
@@ -205,13 +319,17 @@ def score_inputs(
     n_jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     stop_on_error: bool = False,
+    skipped: Sequence[tuple[str, str]] = (),
+    root: str | os.PathLike[str] | None = None,
 ) -> tuple[pa.Table, ScoreSummary]:
-    """Score ``(path, format)`` inputs; one RESULTS_SCHEMA row per input, in input order.
+    """Score ``(path, format)`` inputs; one RESULTS_SCHEMA row per input, in input order,
+    then one ``skipped`` row per ``(path, reason)`` in ``skipped``.
 
-    Inputs are processed in chunks of :data:`CHUNK_RECORDS`: a chunk is read and preprocessed
-    (in ``n_jobs`` worker processes when there are many inputs), then scored in one
-    onnxruntime call per batch, so memory stays flat whatever the number of inputs.
-    With ``stop_on_error`` the first error raises :class:`RecordError` instead.
+    Inputs are processed in chunks of at most :data:`CHUNK_RECORDS` records and about
+    :data:`CHUNK_BYTES` of files: a chunk is read and preprocessed (in ``n_jobs`` worker
+    processes when there are many inputs), then scored in batches of windows, so memory stays
+    flat whatever the number and length of the inputs.  With ``root``, WFDB signal files must
+    lie inside it.  With ``stop_on_error`` the first error raises :class:`RecordError`.
     """
     import joblib
 
@@ -224,26 +342,25 @@ def score_inputs(
     scored_at = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     summary = ScoreSummary()
-    for start in range(0, len(inputs), CHUNK_RECORDS):
-        chunk = list(inputs[start : start + CHUNK_RECORDS])
-        if pool is not None:
+    root = None if root is None else os.fspath(root)
+    extra = [{"record_id": record_id(p), "path": safe_text(p), "format": _fmt_of(p) or "folder",
+              "status": "skipped", "message": f"{safe_text(p)}: {why}"} for p, why in skipped]
+    for chunk in _chunks(inputs):
+        if pool is not None and len(chunk) > 1:
             per = -(-len(chunk) // n_jobs)
-            parts = pool(joblib.delayed(_prepare_chunk)(chunk[i : i + per], contract, options)
+            parts = pool(joblib.delayed(_prepare_chunk)(chunk[i : i + per], contract, options,
+                                                        root)
                          for i in range(0, len(chunk), per))
             prepared = [item for part in parts for item in part]
         else:
-            prepared = _prepare_chunk(chunk, contract, options)
+            prepared = _prepare_chunk(chunk, contract, options, root)
         good = [(row, w) for row, w in prepared if w is not None]
         if good:
-            probs = model.predict(np.concatenate([w for _, w in good]))
-            offset = 0
-            for row, w in good:
-                p = float(np.mean(probs[offset : offset + len(w)]))
-                offset += len(w)
+            for (row, _), p in zip(good, _predict(model, good), strict=True):
                 row["mi_probability"] = p
                 row["band"] = band_for(p, low, high).value
         for row, _ in prepared:
-            row.setdefault("message", "")
+            row["message"] = _cap(row.get("message", ""))
             row["model_name"] = contract.model_name
             row["model_sha256"] = model.sha256
             row["scored_at"] = scored_at
@@ -258,6 +375,12 @@ def score_inputs(
             rows.append(row)
         if progress:
             progress(len(chunk), len(inputs))
+    for row in extra:
+        row["message"] = _cap(row["message"])
+        row.update(model_name=contract.model_name, model_sha256=model.sha256,
+                   scored_at=scored_at)
+        summary.status["skipped"] += 1
+        rows.append(row)
     summary.n = len(rows)
     summary.seconds = time.perf_counter() - t0
     return pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA), summary
@@ -270,15 +393,20 @@ def score_dir(
     recursive: bool = True,
     **kwargs: Any,
 ) -> tuple[pa.Table, ScoreSummary]:
-    """Score every WFDB record and CSV file under ``input_dir`` (see :func:`score_inputs`)."""
-    inputs = discover(input_dir, pattern=pattern, recursive=recursive)
+    """Score every WFDB record and CSV file under ``input_dir`` (see :func:`score_inputs`);
+    candidates that discovery skips (hidden, unreadable folders, link loops, pipes) get a
+    ``skipped`` row each, with the reason."""
+    found = discover(input_dir, pattern=pattern, recursive=recursive)
+    inputs, skipped = found.inputs, found.skipped
     if not inputs:
         raise NoInputError(
             f"{input_dir}: no .hea or .csv files to score"
             + (f" matching {pattern!r}" if pattern else "")
             + ("" if recursive else " (not searching subfolders: drop --no-recursive)")
+            + (f"; {len(skipped)} skipped, e.g. {skipped[0][0]}: {skipped[0][1]}"
+               if skipped else "")
         )
-    return score_inputs(inputs, model, **kwargs)
+    return score_inputs(inputs, model, skipped=skipped, root=input_dir, **kwargs)
 
 
 def write_results(table: pa.Table, out: str | os.PathLike[str], overwrite: bool = False) -> Path:

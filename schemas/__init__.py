@@ -19,6 +19,7 @@ from schemas.ecg import (
     ExitCode,
     band_for,
     canonical_lead,
+    lead_sign,
     unit_scale_to_mv,
 )
 from schemas.model import MODEL_CONTRACT_KEYS, ModelContract, ModelContractError
@@ -41,5 +42,6 @@ __all__ = [
     "ModelContractError",
     "band_for",
     "canonical_lead",
+    "lead_sign",
     "unit_scale_to_mv",
 ]

@@ -35,13 +35,23 @@ _LEAD_ALIASES = {
 }
 
 
+def lead_sign(name: str) -> int:
+    """-1 for an inverted lead label such as ``-aVR`` (Cabrera displays), else 1."""
+    return -1 if str(name).strip()[:1] in ("-", "\u2212") else 1
+
+
 def canonical_lead(name: str) -> str | None:
     """Return the standard name in :data:`LEADS` for a lead label, or None if unknown.
 
-    >>> [canonical_lead(n) for n in ("aVR", "MLII", "lead v5", "x")]
-    ['AVR', 'II', 'V5', None]
+    An inverted label (``-aVR``) names the same lead; :func:`lead_sign` says it is inverted.
+
+    >>> [canonical_lead(n) for n in ("aVR", "MLII", "lead v5", "-aVR", "x")]
+    ['AVR', 'II', 'V5', 'AVR', None]
     """
-    key = re.sub(r"[\s_\-]+", "", str(name).strip().lower())
+    key = str(name).strip()
+    if lead_sign(key) < 0:
+        key = key[1:]
+    key = re.sub(r"[\s_\-]+", "", key.lower())
     if key.startswith("lead"):
         key = key[4:]
     return _LEAD_ALIASES.get(key)
@@ -198,9 +208,11 @@ def band_for(probability: float, low: float, high: float) -> Band:
 #:   first (see ``signals.quality``)
 #: - ``n_windows``: model-length windows scored (their probabilities are averaged)
 #: - ``mi_probability`` and ``band`` (normal / borderline / MI); null when status is ``error``
-#: - ``status``: ``ok``, ``warning`` (scored, but read the message) or ``error`` (not scored);
-#:   ``message``: for warnings and errors what is wrong and how to fix it; for ok rows, notes
-#:   such as resampling (empty when there is nothing to say)
+#: - ``status``: ``ok``, ``warning`` (scored, but read the message), ``error`` (not scored) or
+#:   ``skipped`` (not an input: a hidden file, a folder that cannot be read, a link loop, a
+#:   pipe, a CSV that is not an ECG table); ``message``: for warnings, errors and skips what is
+#:   wrong and how to fix it (at most 1000 characters); for ok rows, notes such as resampling
+#:   or an assumed rate (empty when there is nothing to say)
 #: - the MEASUREMENT_FIELDS (null unless ``--measurements``)
 #: - ``model_name``, ``model_sha256`` (of the .onnx file), ``scored_at`` (UTC)
 RESULTS_SCHEMA = pa.schema(
@@ -213,7 +225,7 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("leads_found", pa.string()),
         pa.field("leads_filled", pa.string()),
         *QUALITY_FIELDS,
-        pa.field("n_windows", pa.int16()),
+        pa.field("n_windows", pa.int32()),
         pa.field("mi_probability", pa.float32()),
         pa.field("band", pa.string()),
         pa.field("status", pa.string(), nullable=False),

@@ -88,9 +88,42 @@ class ModelContract:
                 f"{source}: bands must satisfy 0 <= low <= high <= 1, got "
                 f"{contract.band_low}, {contract.band_high}"
             )
-        if contract.fs <= 0 or contract.input_samples <= 0:
-            raise ModelContractError(f"{source}: fs and input_samples must be positive")
+        contract.validate(source)
         return contract
+
+    def validate(self, source: str = "model", input_shape=None) -> None:
+        """Check the contract's own values, and against the graph's input shape if given
+        (``[batch, samples, leads]``, dimensions as ints or symbolic names).
+
+        Raises ModelContractError naming the first problem.
+        """
+        from schemas.ecg import LEADS, canonical_lead, unit_scale_to_mv
+
+        def bad(problem: str) -> ModelContractError:
+            return ModelContractError(f"{source}: {problem}; re-export the model with "
+                                      "`train export`")
+
+        if not 0 < self.fs <= 20_000:
+            raise bad(f"sampling rate {self.fs} Hz is not plausible (1-20000)")
+        if not 0 < self.input_samples <= 3600 * self.fs:
+            raise bad(f"input length {self.input_samples} samples is not plausible at "
+                      f"{self.fs} Hz (1 sample to 1 hour)")
+        if unit_scale_to_mv(self.units) is None:
+            raise bad(f"units {self.units!r} are not a voltage (V, mV, uV)")
+        canon = [canonical_lead(lead) for lead in self.leads]
+        if None in canon or len(set(canon)) != len(canon) or canon != list(self.leads):
+            raise bad(f"leads {','.join(self.leads)} must be distinct standard lead names "
+                      f"({','.join(LEADS)})")
+        if input_shape is not None:
+            shape = list(input_shape)
+            if len(shape) != 3:
+                raise bad(f"the graph takes a {len(shape)}-d input, the contract describes "
+                          "[batch, samples, leads]")
+            for dim, want, what in ((shape[1], self.input_samples, "samples"),
+                                    (shape[2], len(self.leads), "leads")):
+                if isinstance(dim, int) and dim != want:
+                    raise bad(f"the graph takes {dim} {what} per input, the contract says "
+                              f"{want}")
 
 
 #: Keys (after the ``mi_screen.`` prefix) a valid model must carry.

@@ -164,8 +164,8 @@ def _bad_inputs(folder: Path) -> dict[str, tuple[str, str]]:
                     write_dir=str(folder))
         cases[f"at{fs}hz"] = ("ok", rf"resampled from {fs} Hz to 100 Hz")
     os.symlink(folder / "nowhere.csv", folder / "unreadable.csv")
-    cases["unreadable"] = ("error", r"unreadable\.csv: cannot be read \(No such file or "
-                           r"directory\); check that the file exists and is readable")
+    cases["unreadable"] = ("error", r"unreadable\.csv: the CSV file is a link to .*nowhere\.csv, "
+                           r"which does not exist; fix or remove the link")
     _copy_records(folder, [RECORDS[3]])
     cases[RECORDS[3].stem] = ("ok", r"^$")
     return cases
@@ -211,11 +211,11 @@ def test_discovery_pattern_and_recursion(tmp_path):
     (tmp_path / "a" / "x.csv").write_text("I,II\n")
     (tmp_path / "a" / ".hidden.csv").write_text("")
     (tmp_path / "a" / "notes.txt").write_text("")
-    found = discover(tmp_path / "a")
+    found = discover(tmp_path / "a").inputs
     assert [(Path(p).name, f) for p, f in found] == [
         (RECORDS[0].name, "wfdb"), (RECORDS[1].name, "wfdb"), ("x.csv", "csv")]
-    assert [Path(p).name for p, _ in discover(tmp_path / "a", recursive=False)] == ["x.csv"]
-    assert [Path(p).name for p, _ in discover(tmp_path / "a", pattern="b/*")] == [
+    assert [Path(p).name for p, _ in discover(tmp_path / "a", recursive=False).inputs] == ["x.csv"]
+    assert [Path(p).name for p, _ in discover(tmp_path / "a", pattern="b/*").inputs] == [
         RECORDS[0].name, RECORDS[1].name]
 
 
@@ -257,7 +257,7 @@ def test_cli_exit_codes_and_messages(trained, tmp_path):
     args = ["score", "--input", str(inp), "--model", model]
     result = runner.invoke(cli, [*args, "--out", str(out)])
     assert result.exit_code == ExitCode.OK, result.output
-    assert "4 records: 4 ok, 0 warnings, 0 errors; bands:" in result.output
+    assert "4 inputs: 4 ok, 0 warnings, 0 errors, 0 skipped; bands:" in result.output
     assert pq.read_table(out).num_rows == 4
     # never silently overwritten
     before = out.read_bytes()
@@ -271,7 +271,7 @@ def test_cli_exit_codes_and_messages(trained, tmp_path):
     csv_out = tmp_path / "r.csv"
     result = runner.invoke(cli, [*args, "--out", str(csv_out)])
     assert result.exit_code == ExitCode.PARTIAL
-    assert "5 records: 4 ok, 0 warnings, 1 errors" in result.output
+    assert "5 inputs: 4 ok, 0 warnings, 1 errors, 0 skipped" in result.output
     assert len(pd.read_csv(csv_out)) == 5
     # --fail-on-error: fatal, nothing written
     result = runner.invoke(cli, [*args, "--out", str(tmp_path / "f.parquet"), "--fail-on-error"])

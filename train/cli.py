@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from common.cli import fail, parse_bands, setup_logging, verbosity_options
-from common.errors import OutputExistsError
+from common.errors import OutputError, OutputExistsError
 from schemas import ExitCode
 from train.dataset import SplitError, parse_folds
 from train.model import ARCHITECTURES
@@ -39,7 +39,7 @@ def cli() -> None:
     """Train, evaluate and export the MI detector (needs the `train` extra: TensorFlow).
 
     Exit codes: 0 done; 2 bad command line; 3 unusable data or a failed export check;
-    4 output exists (use --overwrite).
+    4 output exists (use --overwrite); 5 the output could not be written.
     """
 
 
@@ -100,6 +100,8 @@ def fit(data, out, arch, train_folds, val_folds, test_folds, epochs, batch_size,
         fail(str(e), ExitCode.OUTPUT_EXISTS)
     except (SplitError, FileNotFoundError, ValueError) as e:
         fail(str(e), ExitCode.FATAL)
+    except OutputError as e:
+        fail(str(e), ExitCode.OUTPUT_ERROR)
     metrics = json.loads((out / "metrics.json").read_text())["test"]
     click.echo(
         f"{arch}: test ROC AUC {metrics['roc_auc']:.3f} "
@@ -139,6 +141,8 @@ def export(run_dir, out, opset, tolerance, overwrite, verbose, quiet):
         fail(str(e), ExitCode.OUTPUT_EXISTS)
     except (ExportError, FileNotFoundError) as e:
         fail(str(e), ExitCode.FATAL)
+    except OutputError as e:
+        fail(str(e), ExitCode.OUTPUT_ERROR)
     click.echo(
         f"exported {out} ({result['bytes'] / 1e6:.2f} MB, opset {opset}); max |onnx - keras| "
         f"= {result['max_abs_diff']:.2e} on {result['n_checked']} test records"

@@ -58,8 +58,9 @@ def export_onnx(
     # tf2onnx logs every optimisation pass at INFO; keep our own log readable
     logging.getLogger("tf2onnx").setLevel(max(logging.WARNING, _LOGGER.getEffectiveLevel()))
     run_dir, out = Path(run_dir), Path(out)
-    prepare_output(out, overwrite)
     card_path = out.with_name(out.stem + "_card.md")
+    prepare_output(out, overwrite)
+    prepare_output(card_path, overwrite)  # the card is an output too: never replaced silently
     run = _load_run(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     model = keras.models.load_model(run_dir / "model.keras")
@@ -111,7 +112,7 @@ def export_onnx(
         )
     atomic_write_bytes(out, data, overwrite)
     card = model_card(contract, run, metrics, sha256_file(out), diff, len(x))
-    atomic_write_bytes(card_path, card.encode(), overwrite=True)
+    atomic_write_bytes(card_path, card.encode(), overwrite=overwrite)
     _LOGGER.info("wrote %s and %s", out, card_path)
     return {"max_abs_diff": diff, "n_checked": len(x), "bytes": len(data), "card": card_path}
 
