@@ -240,7 +240,7 @@ def _convert_chunk(
             continue
         path = os.path.join(root, row["filename"])
         try:
-            rec = read_record(path)
+            rec = read_record(path, root=root)
             sig = _check_record(rec, rate, path)
         except RecordError as e:
             result.errors.append(_error(row["ecg_id"], path, e))

@@ -186,6 +186,13 @@ def record_row(
             f"{where}: {filename_field} is empty; the row does not say where its record is",
             kind="bad_metadata",
         )
+    parts = filename.replace("\\", "/").split("/")
+    if filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+        raise RecordError(
+            f"{where}: {filename_field} = {filename!r} points outside --root; records are only "
+            "read inside the corpus folder, fix the row in ptbxl_database.csv",
+            kind="bad_metadata",
+        )
     out["filename"] = filename
     for f in _FLOAT_FIELDS:
         out[f] = _plausible(_float(row[f], f, where), f, where)

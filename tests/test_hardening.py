@@ -216,13 +216,20 @@ def test_readers_cap_what_they_load(tmp_path, model):
 def test_folders_nested_1100_deep(tmp_path, model):
     deep = tmp_path / "in"
     deep.mkdir()
-    path = deep
+    chain = [deep]
     for _ in range(1100):  # os.makedirs itself recurses: build it one level at a time
-        path = path / "d"
-        path.mkdir()
-    _copy(path)
-    df = _rows(deep, model)
-    assert list(df["status"]) in (["ok"], ["warning"])
+        chain.append(chain[-1] / "d")
+        chain[-1].mkdir()
+    _copy(chain[-1])
+    try:
+        df = _rows(deep, model)
+        assert list(df["status"]) in (["ok"], ["warning"])
+    finally:  # shutil.rmtree (pytest's cleanup) recurses too: take the tree down bottom-up
+        for folder in reversed(chain):
+            for f in folder.iterdir():
+                if not f.is_dir():
+                    f.unlink()
+            folder.rmdir()
 
 
 def test_fifos_never_block_the_batch(tmp_path, model):
@@ -452,6 +459,48 @@ def test_wfdb_fallback_is_as_strict_as_the_fast_path(tmp_path):
     hea.write_text(hea.read_text().replace("r212.dat 212", "r212.dat 212x2", 1))
     with pytest.raises(Exception, match="multi-frequency record"):
         read_record(folder / "r212")
+
+
+def test_ingest_reads_stay_inside_the_root(tmp_path):
+    root = make_corpus(tmp_path / "corpus", n_records=3)
+    db = pd.read_csv(root / "ptbxl_database.csv", dtype=str, keep_default_na=False)
+    db.loc[0, "filename_lr"] = "../elsewhere/00001_lr"
+    db.loc[1, "filename_lr"] = str(SAMPLE / db.loc[1, "filename_lr"])
+    db.to_csv(root / "ptbxl_database.csv", index=False)
+    summary = __import__("ingest").convert_ptbxl(root, tmp_path / "data", n_jobs=1)
+    errors = pq.read_table(tmp_path / "data" / "errors.parquet").to_pandas()
+    assert summary.n_converted == 1 and len(errors) == 2
+    assert all("points outside --root" in m for m in errors["message"])
+
+
+def test_unexpected_failures_say_the_cause_and_the_fix(tmp_path, model, monkeypatch):
+    import infer.score
+
+    folder = tmp_path / "in"
+    _copy(folder)
+    for exc, text in ((MemoryError(), "too large to hold in memory; split the record"),
+                      (PermissionError(13, "Permission denied"), "permission denied; make the "
+                                                                 "file readable"),
+                      (RuntimeError("boom"), "could not be read (RuntimeError: boom); the file "
+                                             "may be damaged")):
+        def boom(*a, _exc=exc, **k):
+            raise _exc
+
+        monkeypatch.setattr(infer.score, "read_wfdb", boom)
+        df = _rows(folder, model)
+        assert text in df.loc["00001_lr", "message"]
+        assert "unexpected" not in df.loc["00001_lr", "message"].split(".hea: ", 1)[1]
+
+
+def test_training_names_the_records_of_another_length():
+    import pyarrow as pa
+
+    from ingest import signals_from_table
+
+    table = pa.table({"ecg_id": [7, 8, 9],
+                      "signal": [[0] * 12000, [0] * 12000, [0] * 36000]})
+    with pytest.raises(ValueError, match=r"ecg_id 9 \(3000 samples\) differ from the usual 1000"):
+        signals_from_table(table)
 
 
 def test_reads_stay_inside_the_input(tmp_path, model):
