@@ -98,10 +98,21 @@ class Record:
 
     def missing_samples(self) -> np.ndarray:
         """Per lead, how many samples hold WFDB's missing value (a dropout, a dead lead)."""
-        out = np.zeros(self.signal.shape[1], dtype=np.int64)
-        for i, fmt in enumerate(self.formats):
-            if fmt in MISSING_VALUE:
-                out[i] = int(np.count_nonzero(self.signal[:, i] == MISSING_VALUE[fmt]))
+        cached = self.__dict__.get("_missing")
+        if cached is not None:
+            return cached
+        values = {MISSING_VALUE.get(f) for f in self.formats}
+        if None not in values and self.signal.size and self.signal.min() > min(values):
+            # the missing value is the format's smallest: one contiguous pass settles it
+            out = np.zeros(self.signal.shape[1], dtype=np.int64)
+        elif len(values) == 1 and None not in values:
+            out = np.count_nonzero(self.signal == values.pop(), axis=0).astype(np.int64)
+        else:
+            out = np.zeros(self.signal.shape[1], dtype=np.int64)
+            for i, fmt in enumerate(self.formats):
+                if fmt in MISSING_VALUE:
+                    out[i] = int(np.count_nonzero(self.signal[:, i] == MISSING_VALUE[fmt]))
+        self.__dict__["_missing"] = out  # frozen dataclass: cache beside the fields
         return out
 
     def to_millivolts(self) -> np.ndarray:

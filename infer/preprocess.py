@@ -88,11 +88,17 @@ def map_leads(raw: RawInput, contract: ModelContract,
                          kind="missing_leads")
     if unknown:
         warnings.append(f"ignored columns {','.join(map(repr, unknown))} (not ECG leads)")
-    out = np.zeros((raw.signal.shape[0], len(contract.leads)), dtype=np.float32)
-    for j, lead in enumerate(contract.leads):
-        if lead in seen:
-            # an inverted lead (-aVR, as Cabrera displays print it) is turned back upright
-            out[:, j] = raw.signal[:, seen[lead]] * lead_sign(raw.names[seen[lead]])
+    present = [j for j, lead in enumerate(contract.leads) if lead in seen]
+    cols = [seen[contract.leads[j]] for j in present]
+    # an inverted lead (-aVR, as Cabrera displays print it) is turned back upright
+    signs = np.array([lead_sign(raw.names[c]) for c in cols], dtype=np.float32)
+    if len(present) == len(contract.leads):  # the usual case: one gather
+        out = np.ascontiguousarray(raw.signal[:, cols], dtype=np.float32)
+    else:
+        out = np.zeros((raw.signal.shape[0], len(contract.leads)), dtype=np.float32)
+        out[:, present] = raw.signal[:, cols]
+    if (signs < 0).any():
+        out[:, present] *= signs
     if missing:
         warnings.append(f"leads {','.join(missing)} missing, filled with zeros "
                         "(--allow-missing-leads); the score is less reliable")
@@ -142,7 +148,8 @@ def conform(raw: RawInput, contract: ModelContract,
     """Check the values and put the leads in the model's order (rate unchanged)."""
     if raw.signal.ndim != 2 or raw.signal.shape[0] == 0:
         raise InputError(f"{raw.path}: no samples", kind="bad_shape")
-    if not np.isfinite(raw.signal).all():
+    # whole-array reductions (one contiguous pass each): NaN and inf show in them
+    if not (np.isfinite(raw.signal.max()) and np.isfinite(raw.signal.min())):
         raise InputError(f"{raw.path}: the signal holds NaN or infinite values; repair or trim "
                          "the recording", kind="bad_values")
     if raw.fs < contract.fs:
@@ -152,13 +159,16 @@ def conform(raw: RawInput, contract: ModelContract,
             f"model needs detail a lower rate does not hold{hint}; record at {contract.fs} Hz or "
             "more", kind="rate_too_low")
     signal, found, filled, warnings = map_leads(raw, contract, allow_missing_leads)
-    peak = float(np.max(np.abs(signal))) if signal.size else 0.0
+    hi, lo = float(signal.max()), float(signal.min())
+    peak = max(abs(hi), abs(lo))
     if peak > MAX_PLAUSIBLE_MV:
         hint = ("pass --csv-units uV if the file is in microvolts" if raw.format == "csv"
                 else "check the units and gains in the header")
         raise InputError(f"{raw.path}: amplitudes up to {peak:.0f} mV are not an ECG in mV; "
                          f"{hint}", kind="bad_units")
-    largest = float(np.max(np.ptp(signal, axis=0))) if signal.size else 0.0
+    # per lead only when the whole record is that small (the usual record never gets here)
+    largest = (float((signal.max(axis=0) - signal.min(axis=0)).max())
+               if hi - lo < MIN_PLAUSIBLE_MV else hi - lo)
     if 0.0 < largest < MIN_PLAUSIBLE_MV:
         hint = ("if the file is in volts pass --csv-units V" if raw.format == "csv"
                 else "check the gains and units in the header (uV with a gain for mV?)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 
 import pyarrow as pa
@@ -40,6 +41,7 @@ def lead_sign(name: str) -> int:
     return -1 if str(name).strip()[:1] in ("-", "\u2212") else 1
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_lead(name: str) -> str | None:
     """Return the standard name in :data:`LEADS` for a lead label, or None if unknown.
 
