@@ -330,7 +330,7 @@ def bench_quality(work: Path, lines: list[str], results: dict, model: Path) -> N
         "_s._gate = lambda conformed, contract: [None] * len(conformed)\n")
     # plain wall clock: the memory sampler's process-tree walks would blur a 10 % difference
     timing: dict[str, list[float]] = {"with gate": [], "gate switched off": []}
-    for _ in range(4):
+    for _ in range(8):  # single runs scatter by +-10 %: eight each, medians compared
         for name in timing:
             env = dict(os.environ)
             if name != "with gate":
@@ -400,8 +400,8 @@ def bench_quality(work: Path, lines: list[str], results: dict, model: Path) -> N
         "",
         f"- `ecg_quality` alone on batches of 512 shipped records: **{gate_us[100]:.0f} us per "
         f"record at 100 Hz**, {gate_us[500]:.0f} us at 500 Hz.",
-        f"- `infer score` on the {FULL_SIZE} replicated 100 Hz records, four runs each, "
-        "alternating: "
+        f"- `infer score` on the {FULL_SIZE} replicated 100 Hz records, eight runs each, "
+        "alternating (single runs scatter by about +-10 %): "
         + "; ".join(f"{k} {', '.join(f'{w:.2f}' for w in v)} s (median {FULL_SIZE / mean[k]:.0f}"
                     " records/s)" for k, v in timing.items())
         + f". The gate costs **{share:.1%}** of end-to-end scoring throughput (target <= 10 %: "
