@@ -202,9 +202,12 @@ def bench_ingest(work: Path, lines: list[str], results: dict) -> None:
         f"| baseline: single-process `wfdb.rdrecord` loop, 100 Hz (read only, nothing written) | "
         f"{FULL_SIZE} | {baseline:.1f} s | | |",
         "",
-        f"- Speed-up over the wfdb loop at 100 Hz: **{baseline / wall100:.1f}x** "
-        "(target >= 10x; the ingest wall time includes interpreter start-up, metadata validation "
-        "and writing compressed Parquet).",
+        f"- Speed-up over the wfdb loop at 100 Hz: **{baseline / wall100:.1f}x** (target >= 10x: "
+        f"{'met' if baseline >= 10 * wall100 else 'NOT met'}; the ingest wall time includes "
+        "interpreter start-up, metadata validation, the quality verdict of every record and "
+        "writing compressed Parquet, the loop only reads). The loop's speed depends on the "
+        "machine and on wfdb's pandas: 105.8 s on the Intel machine of 2026-11-22, "
+        f"{baseline:.1f} s on this one.",
         f"- Target <= 10 s at 100 Hz: {'met' if wall100 <= 10 else 'NOT met'}.",
         f"- Peak memory {mem100:.0f} MB for {FULL_SIZE} records vs {mem_small:.0f} MB for 2000 "
         f"({(mem100 - mem_small) / mem_small:+.0%} for 11x the records; 500 Hz: {mem500:.0f} MB):"
