@@ -19,7 +19,7 @@ import platform
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from common.errors import OutputError, OutputExistsError, OutputIsInputError
@@ -188,16 +188,25 @@ def commit_output(tmp: Path, out: Path, overwrite: bool) -> None:
         raise output_error(out, e) from e
 
 
-def atomic_write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+def atomic_write(path: Path, write: Callable[[Path], object], overwrite: bool) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
+
+    Raises OutputExistsError, or OutputError (one line: path, problem, fix) on any I/O
+    failure; nothing partial is left either way.
+    """
     prepare_output(path, overwrite)
     tmp = make_temp_file(path)
     try:
         try:
-            tmp.write_bytes(data)
+            write(tmp)
         except OSError as e:
             raise output_error(path, e) from e
         commit_output(tmp, path, overwrite)
     except BaseException:
         discard(tmp)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data), overwrite)

@@ -15,14 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from common.errors import RecordError
-from common.io import (
-    commit_output,
-    discard,
-    make_temp_file,
-    output_error,
-    prepare_output,
-    sha256_file,
-)
+from common.io import atomic_write, sha256_file
 from infer.preprocess import PLAUSIBLE_CSV_SECONDS, Conformed, conform, to_windows
 from infer.readers import (
     NotAnEcgError,
@@ -424,18 +417,8 @@ def write_results(table: pa.Table, out: str | os.PathLike[str], overwrite: bool 
     import pyarrow.parquet as pq
 
     out = Path(out)
-    prepare_output(out, overwrite)
-    tmp = make_temp_file(out)
-    try:
-        try:
-            if out.suffix.lower() == ".csv":
-                pacsv.write_csv(table, tmp)
-            else:
-                pq.write_table(table, tmp)
-        except OSError as e:
-            raise output_error(out, e) from e
-        commit_output(tmp, out, overwrite)
-    except BaseException:
-        discard(tmp)
-        raise
+    if out.suffix.lower() == ".csv":
+        atomic_write(out, lambda tmp: pacsv.write_csv(table, tmp), overwrite)
+    else:
+        atomic_write(out, lambda tmp: pq.write_table(table, tmp), overwrite)
     return out
