@@ -52,7 +52,7 @@ def read_wfdb(path: str, root: str | None = None) -> RawInput:
 
     A lead that holds only WFDB's missing value is dropped (as if absent: an error unless
     ``--allow-missing-leads``); a lead with some missing samples (a dropout) is an error.
-    ``root``: signal files must lie inside it.
+    ``root`` (the input folder): the header may not name signal files outside it.
     """
     rec = read_record(path, root=root)
     warnings = []
@@ -187,7 +187,8 @@ class Discovery:
     skipped: list[tuple[str, str]]  # (path, reason)
 
 
-def _fmt_of(name: str) -> str | None:
+def input_format(name: str) -> str | None:
+    """``wfdb`` or ``csv`` for a candidate input's file name (any case), else None."""
     return INPUT_FORMATS.get(name.rsplit(".", 1)[-1].lower() if "." in name else "")
 
 
@@ -252,7 +253,7 @@ def discover(root: str | os.PathLike[str], pattern: str | None = None,
                 seen.add(key)
                 stack.append(path)
                 continue
-            fmt = _fmt_of(name)
+            fmt = input_format(name)
             if fmt is None:
                 continue
             if pattern:
@@ -285,7 +286,7 @@ def _holds_candidates(folder: str, limit: int = 10_000) -> bool:
             with os.scandir(stack.pop()) as it:
                 for e in it:
                     seen += 1
-                    if _fmt_of(e.name) and not e.is_dir():
+                    if input_format(e.name) and not e.is_dir():
                         return True
                     if e.is_dir(follow_symlinks=False):
                         stack.append(e.path)

@@ -19,8 +19,8 @@ from common.io import atomic_write, sha256_file
 from infer.preprocess import PLAUSIBLE_CSV_SECONDS, Conformed, conform, to_windows
 from infer.readers import (
     NotAnEcgError,
-    _fmt_of,
     discover,
+    input_format,
     read_csv,
     read_wfdb,
     record_id,
@@ -32,7 +32,7 @@ from signals.quality import SUB_BATCH, Quality, QualityLevel, ecg_quality
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Records read and scored per step; bounds memory (a step holds its windows only).
+#: Records read and scored per step; bounds memory with CHUNK_BYTES.
 CHUNK_RECORDS = 512
 #: ... and at most about this many bytes of input files (a long record is a chunk of its own).
 CHUNK_BYTES = 32 << 20
@@ -243,9 +243,9 @@ def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions,
 
 def _predict(model: Model, good: list[tuple[dict, tuple[np.ndarray, np.ndarray, int]]],
              batch_windows: int = BATCH_WINDOWS) -> list[float]:
-    """Each record's probability, the mean over its windows (the aggregation the exported
-    model's contract states); windows are views into each record's signal, copied into
-    batches of ``batch_windows``, so memory is bounded whatever the records' lengths."""
+    """Each record's probability: the mean over its windows.  Windows are views into each
+    record's signal, copied into batches of ``batch_windows``, so memory is bounded whatever
+    the records' lengths."""
     sums = np.zeros(len(good))
     batch, owners = [], []
 
@@ -326,8 +326,9 @@ def score_inputs(
     Inputs are processed in chunks of at most :data:`CHUNK_RECORDS` records and about
     :data:`CHUNK_BYTES` of files: a chunk is read and preprocessed (in ``n_jobs`` worker
     processes when there are many inputs), then scored in batches of windows, so memory stays
-    flat whatever the number and length of the inputs.  With ``root``, WFDB signal files must
-    lie inside it.  With ``stop_on_error`` the first error raises :class:`RecordError`.
+    flat whatever the number and length of the inputs.  With ``root`` (the input folder), a
+    WFDB header may not name signal files outside it (absolute paths, ``..``).  With
+    ``stop_on_error`` the first error raises :class:`RecordError`.
     """
     import joblib
 
@@ -341,8 +342,9 @@ def score_inputs(
     rows: list[dict[str, Any]] = []
     summary = ScoreSummary()
     root = None if root is None else os.fspath(root)
-    extra = [{"record_id": record_id(p), "path": safe_text(p), "format": _fmt_of(p) or "folder",
-              "status": "skipped", "message": f"{safe_text(p)}: {why}"} for p, why in skipped]
+    extra = [{"record_id": record_id(p), "path": safe_text(p),
+              "format": input_format(p) or "folder", "status": "skipped",
+              "message": f"{safe_text(p)}: {why}"} for p, why in skipped]
     for chunk in _chunks(inputs):
         if pool is not None and len(chunk) > 1:
             per = -(-len(chunk) // n_jobs)
