@@ -137,15 +137,27 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
         if status == "skipped":
             _LOGGER.info("skipped %s", message)
     click.echo(f"{summary.line()} -> {out}", err=quiet)
-    c = model.contract
-    click.echo(f"bands: normal < {c.band_low:.4f} <= borderline < {c.band_high:.4f} <= MI"
-               if bands is None else f"bands (--bands): {bands[0]:.4f} / {bands[1]:.4f}",
-               err=quiet)
+    click.echo(_bands_line(model.contract, bands), err=quiet)
     if summary.status["error"] and not summary.scored:
         fail(f"none of the {summary.status['error']} records could be scored; {out} lists "
              "why, row by row", ExitCode.FATAL)
     if summary.status["error"]:
         raise SystemExit(int(ExitCode.PARTIAL))
+
+
+def _bands_line(c, bands) -> str:
+    """The bands in force and, from the contract, what they achieve with their bounds."""
+    if bands is not None:
+        return f"bands (--bands): {bands[0]:.4f} / {bands[1]:.4f} (bounds not known)"
+    line = f"bands: normal < {c.band_low:.4f} <= borderline < {c.band_high:.4f} <= MI"
+    parts = []
+    for side in ("low", "high"):
+        b = c.band_bounds.get(side)
+        if b:
+            parts.append(f"{b['metric']} {b['estimate']:.2f} (lower bound {b['lower_bound']:.2f} "
+                         f"on {b['n']} records, target {b['target']:.2f} "
+                         f"{'met' if b['supported'] else 'NOT supported'})")
+    return line + ("; " + ", ".join(parts) if parts else "")
 
 
 if __name__ == "__main__":  # pragma: no cover

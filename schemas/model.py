@@ -39,6 +39,11 @@ class ModelContract:
     data_manifest_sha256: str
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    #: the calibration inside the graph (``train.calibrate.Calibrator`` as a dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    #: what the bands achieve on out-of-fold predictions: per side the metric, target,
+    #: estimate, one-sided lower confidence bound, records and whether the target is supported
+    band_bounds: dict[str, Any] = field(default_factory=dict)
 
     def to_metadata(self) -> dict[str, str]:
         """Flatten to the string key/value pairs ONNX ``metadata_props`` hold."""
@@ -61,6 +66,8 @@ class ModelContract:
                 f"{', '.join(_PREFIX + k for k in missing)}; export the model with `train export`"
             )
         get = {k: props[_PREFIX + k] for k in MODEL_CONTRACT_KEYS}
+        optional = {k: json.loads(props[_PREFIX + k]) for k in OPTIONAL_CONTRACT_KEYS
+                    if _PREFIX + k in props}
         if get["contract_version"] != CONTRACT_VERSION:
             raise ModelContractError(
                 f"{source}: contract version {get['contract_version']!r}, this scorer reads "
@@ -80,6 +87,7 @@ class ModelContract:
                 data_manifest_sha256=get["data_manifest_sha256"],
                 metrics=json.loads(get["metrics"]),
                 versions=json.loads(get["versions"]),
+                **optional,
             )
         except (ValueError, TypeError) as e:
             raise ModelContractError(f"{source}: malformed mi-screen metadata: {e}") from e
@@ -142,3 +150,6 @@ MODEL_CONTRACT_KEYS: tuple[str, ...] = (
     "metrics",
     "versions",
 )
+
+#: Keys a model may carry (models exported before they existed still load).
+OPTIONAL_CONTRACT_KEYS: tuple[str, ...] = ("calibration", "band_bounds")

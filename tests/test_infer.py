@@ -59,7 +59,12 @@ def test_scores_equal_keras_predictions(trained, data_100, model):
 
     run_dir, _, _ = trained
     split = load_split(data_100, (8,))
-    keras_p = predict(keras.models.load_model(run_dir / "model.keras"), split)
+    from train.calibrate import Calibrator
+
+    run = __import__("json").loads((run_dir / "run.json").read_text())
+    # the exported graph carries the run's calibration: Keras output, then the same map
+    keras_p = Calibrator(**run["calibration"])(
+        predict(keras.models.load_model(run_dir / "model.keras"), split))
     db = pd.read_csv(SAMPLE / "ptbxl_database.csv", index_col="ecg_id")
     inputs = [(str(SAMPLE / (db.loc[i, "filename_lr"] + ".hea")), "wfdb") for i in split.ecg_id]
     table, summary = score_inputs(inputs, model)
@@ -258,6 +263,9 @@ def test_cli_exit_codes_and_messages(trained, tmp_path):
     result = runner.invoke(cli, [*args, "--out", str(out)])
     assert result.exit_code == ExitCode.OK, result.output
     assert "4 inputs: 4 ok, 0 warnings, 0 errors, 0 skipped; bands:" in result.output
+    # the summary says what the bands achieve, with their bounds, from the contract
+    assert ("sensitivity 1.00 (lower bound 0.93 on 41 records, target 0.95 NOT supported)"
+            in result.output)
     assert pq.read_table(out).num_rows == 4
     # never silently overwritten
     before = out.read_bytes()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import onnx
 import onnxruntime as ort
 import pytest
@@ -144,16 +145,57 @@ def test_run_folder_is_complete(trained):
     assert sum(b["records"] for b in metrics["test"]["bands"].values()) == 44
 
 
-def test_bands_meet_their_validation_targets_on_a_trained_model(trained, data_100):
-    import keras
+def test_calibration_lowers_the_brier_score_on_held_out_data(trained):
+    """Class-weighted training leaves the scores uncalibrated; the chosen calibrator, fitted on
+    some folds' out-of-fold scores, must lower the Brier score on the others and on the test
+    folds it never saw (a reliability diagram shows it)."""
+    run_dir, run, _ = trained
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    cal = metrics["calibration"]
+    assert cal["chosen"] == run["calibration"]["method"] != "none"
+    held = cal["held_out"]
+    assert held[cal["chosen"]]["brier"] < held["none"]["brier"]
+    assert cal["test"]["brier"] < cal["test"]["brier_raw"]
+    assert cal["test"]["ece"] < cal["test"]["ece_raw"]
+    assert (run_dir / "reliability.png").is_file()
+    report = (run_dir / "report.md").read_text()
+    assert "## Calibration" in report and "Brier" in report and "reliability.png" in report
+
+
+def test_bands_hold_as_confidence_bounds_on_out_of_fold_predictions(trained):
+    """Bands are chosen on the calibrated out-of-fold predictions of the cross-fitted models:
+    the low threshold is the highest whose exact 95 % lower bound of sensitivity meets the
+    target (or, when no threshold can, the widest), and the bounds the run reports equal an
+    independent Clopper-Pearson computation (scipy's exact binomial interval)."""
+    from scipy.stats import binomtest
+
+    from train.evaluate import clopper_pearson_lower
 
     run_dir, run, _ = trained
-    model = keras.models.load_model(run_dir / "model.keras")
-    val = load_split(data_100, (7,))
-    p = predict(model, val)
-    assert run["bands"]["low"] <= run["bands"]["high"]
-    assert at_threshold(val.y, p, run["bands"]["low"])["sensitivity"] >= 0.95
-    assert at_threshold(val.y, p, run["bands"]["high"])["specificity"] >= 0.95
+    pred = pq.read_table(run_dir / "predictions.parquet").to_pandas()
+    oof = pred[pred["split"] == "out_of_fold"]
+    assert len(oof) == 309 and set(oof["ecg_id"]) == set(pred[pred["split"].isin(
+        ["train", "validation"])]["ecg_id"])  # every non-test record, once
+    y, p = oof["mi"].to_numpy(), oof["mi_probability"].to_numpy()
+    low, high = run["bands"]["low"], run["bands"]["high"]
+    achieved = run["bands"]["achieved"]
+    k, n = int((p[y] >= low).sum()), int(y.sum())
+    m, n_neg = int((p[~y] < high).sum()), int((~y).sum())
+    for got, (kk, nn) in ((achieved["low"], (k, n)), (achieved["high"], (m, n_neg))):
+        independent = binomtest(kk, nn).proportion_ci(0.90, method="exact").low if kk else 0.0
+        assert got["lower_bound"] == pytest.approx(independent, abs=1e-9)
+        assert got["n"] == nn
+    # 41 MI records cannot show 95 % sensitivity at 95 % confidence: said in plain words,
+    # and the widest low threshold is used
+    assert n == 41 and not achieved["low"]["supported"]
+    assert "not supported by the data" in achieved["low"]["statement"]
+    assert "59 MI records are needed" in achieved["low"]["statement"]
+    assert low <= p[y].min() or low == pytest.approx(high)
+    # the high threshold is the lowest that shows the specificity target
+    if achieved["high"]["supported"] and low < high:
+        below = np.nextafter(np.max(p[~y][p[~y] < high]), -1)
+        assert clopper_pearson_lower(int((p[~y] <= below).sum()), n_neg) < 0.95
+    assert "not supported by the data" in (run_dir / "report.md").read_text()
 
 
 def test_onnx_metadata_is_complete_and_outputs_match_keras(trained, data_100):
@@ -174,7 +216,12 @@ def test_onnx_metadata_is_complete_and_outputs_match_keras(trained, data_100):
     x = split.millivolts()
     onnx_p = session.run(None, {inp.name: x})[0].reshape(-1)
     keras_p = keras.models.load_model(run_dir / "model.keras").predict(x, verbose=0).reshape(-1)
-    np.testing.assert_allclose(onnx_p, keras_p, atol=1e-4)
+    # the graph ends with the run's calibration map, computed with ONNX operators
+    from train.calibrate import Calibrator
+
+    np.testing.assert_allclose(onnx_p, Calibrator(**run["calibration"])(keras_p), atol=1e-4)
+    assert contract.calibration == run["calibration"]
+    assert contract.band_bounds == run["bands"]["achieved"]
     card = (path.parent / "model_card.md").read_text()
     assert "Not a medical device" in card and "ROC AUC" in card
 

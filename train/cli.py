@@ -52,7 +52,7 @@ def cli() -> None:
               show_default=True, help="Architecture: `seed` is the reference notebook's model.")
 @click.option("--train-folds", type=FoldsType(), default="1-8", show_default=True)
 @click.option("--val-folds", type=FoldsType(), default="9", show_default=True,
-              help="Early stopping and threshold bands are chosen on these.")
+              help="Early stopping is chosen on these.")
 @click.option("--test-folds", type=FoldsType(), default="10", show_default=True,
               help="Only used to report metrics.")
 @click.option("--epochs", type=click.IntRange(1), default=None,
@@ -61,9 +61,9 @@ def cli() -> None:
 @click.option("--learning-rate", type=float, default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--min-sensitivity", type=click.FloatRange(0, 1), default=0.95, show_default=True,
-              help="The low band threshold keeps at least this sensitivity on validation.")
+              help="The low band threshold keeps at least this sensitivity (lower bound).")
 @click.option("--min-specificity", type=click.FloatRange(0, 1), default=0.95, show_default=True,
-              help="The high band threshold keeps at least this specificity on validation.")
+              help="The high band threshold keeps at least this specificity (lower bound).")
 @click.option("--bands", callback=parse_bands, default=None, metavar="LOW,HIGH",
               help="Fixed band thresholds instead of choosing them on validation.")
 @click.option("--min-quality", type=click.Choice(["good", "poor", "unusable"]), default="poor",
@@ -71,10 +71,18 @@ def cli() -> None:
               help="Use records whose quality verdict (from ingest) is at least this good: "
                    "poor leaves out the unusable ones, as the scorer does; good also the poor "
                    "ones; unusable keeps every record.")
+@click.option("--cross-fit/--no-cross-fit", default=True, show_default=True,
+              help="Choose bands and calibration on out-of-fold predictions of one model per "
+                   "non-test fold (slower, trustworthy), or on the validation folds alone.")
+@click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95,
+              show_default=True,
+              help="The band targets must hold as one-sided lower confidence bounds at this "
+                   "level (exact binomial).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
 def fit(data, out, arch, train_folds, val_folds, test_folds, epochs, batch_size, learning_rate,
-        seed, min_sensitivity, min_specificity, bands, min_quality, overwrite, verbose, quiet):
+        seed, min_sensitivity, min_specificity, bands, min_quality, cross_fit, confidence,
+        overwrite, verbose, quiet):
     """Train an MI detector on PTB-XL folds and evaluate it.
 
     Defaults follow PTB-XL's recommendation for the full corpus (train 1-8, validate 9, test
@@ -93,7 +101,8 @@ def fit(data, out, arch, train_folds, val_folds, test_folds, epochs, batch_size,
     config = FitConfig(arch=arch, train_folds=train_folds, val_folds=val_folds,
                        test_folds=test_folds, epochs=epochs, batch_size=batch_size,
                        learning_rate=learning_rate, seed=seed, min_sensitivity=min_sensitivity,
-                       min_specificity=min_specificity, bands=bands, min_quality=min_quality)
+                       min_specificity=min_specificity, bands=bands, min_quality=min_quality,
+                       cross_fit=cross_fit, confidence=confidence)
     try:
         run = run_fit(data, out, config, overwrite=overwrite, verbose=0)
     except OutputExistsError as e:

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,26 @@ from train.fit import FitConfig, predict, train_model
 _LOGGER = logging.getLogger(__name__)
 
 
-def cross_validate(
-    data_dir: str | os.PathLike[str],
-    folds: tuple[int, ...],
-    config: FitConfig,
-) -> dict[str, Any]:
-    """Out-of-fold scores and ROC AUC (95% bootstrap CI) of ``config.arch`` over ``folds``."""
-    y_all, p_all, per_fold, seconds, samples = [], [], {}, 0.0, 0
+@dataclass
+class OutOfFold:
+    """A prediction for every record of some folds, each from a model that did not see it."""
+
+    ecg_id: np.ndarray
+    fold: np.ndarray
+    y: np.ndarray
+    p: np.ndarray
+    per_fold: dict[int, dict[str, Any]]
+    seconds: float
+    samples: int
+
+
+def out_of_fold(data_dir: str | os.PathLike[str], folds: tuple[int, ...],
+                config: FitConfig) -> OutOfFold:
+    """Cross-fit over ``folds``: for each fold, a model trained on the others (early-stopped
+    on the next fold, cyclically) predicts it.  Nothing is tuned on the fold it predicts."""
+    if len(folds) < 3:
+        raise ValueError(f"cross-fitting needs at least 3 folds, got {list(folds)}")
+    parts, per_fold, seconds, samples = [], {}, 0.0, 0
     for i, held_out in enumerate(folds):
         val_fold = folds[(i + 1) % len(folds)]
         train_folds = tuple(f for f in folds if f not in (held_out, val_fold))
@@ -42,13 +56,25 @@ def cross_validate(
         seconds += time.perf_counter() - t0
         samples += len(train) * len(history["loss"])
         p = predict(model, test)
-        y_all.append(test.y)
-        p_all.append(p)
+        parts.append((test.ecg_id, np.full(len(test), held_out), test.y, p))
         per_fold[held_out] = {"roc_auc": roc_auc(test.y, p), "n": len(test),
                               "n_mi": int(test.y.sum()), "epochs": len(history["loss"]),
                               "best_epoch": best}
         _LOGGER.info("%s fold %d: AUC %.3f", config.arch, held_out, per_fold[held_out]["roc_auc"])
-    y, p = np.concatenate(y_all), np.concatenate(p_all)
+    ecg_id, fold, y, p = (np.concatenate(c) for c in zip(*parts, strict=True))
+    return OutOfFold(ecg_id=ecg_id, fold=fold, y=y, p=p, per_fold=per_fold, seconds=seconds,
+                     samples=samples)
+
+
+def cross_validate(
+    data_dir: str | os.PathLike[str],
+    folds: tuple[int, ...],
+    config: FitConfig,
+) -> dict[str, Any]:
+    """Out-of-fold scores and ROC AUC (95% bootstrap CI) of ``config.arch`` over ``folds``."""
+    oof = out_of_fold(data_dir, folds, config)
+    y, p = oof.y, oof.p
+    per_fold, seconds, samples = oof.per_fold, oof.seconds, oof.samples
     lo, hi = bootstrap_auc_ci(y, p, seed=config.seed)
     return {
         "arch": config.arch,

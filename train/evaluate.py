@@ -109,30 +109,109 @@ class Bands:
                         np.where(p < self.low, Band.NORMAL.value, Band.BORDERLINE.value))
 
 
-def choose_bands(
-    y: np.ndarray, p: np.ndarray, min_sensitivity: float = 0.95, min_specificity: float = 0.95
-) -> Bands:
-    """Bands from validation scores.
+def clopper_pearson_lower(k, n, confidence: float = 0.95):
+    """Exact one-sided lower confidence bound of a proportion ``k / n`` (Clopper-Pearson).
 
-    ``low`` is the highest threshold whose sensitivity (``p >= low`` called positive) is at
-    least ``min_sensitivity``; ``high`` the lowest threshold whose specificity is at least
-    ``min_specificity``.  If ``low > high`` the model meets both targets with one threshold;
-    both bands then meet at their midpoint (no borderline band).
+    ``k`` and ``n`` may be arrays.  0 successes give 0; ``n == 0`` gives NaN.
+    """
+    from scipy.stats import beta
+
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        lb = beta.ppf(1.0 - confidence, k, n - k + 1.0)
+    lb = np.where(k <= 0, 0.0, lb)
+    return np.where(n <= 0, np.nan, lb)
+
+
+def choose_bands(
+    y: np.ndarray, p: np.ndarray, min_sensitivity: float = 0.95, min_specificity: float = 0.95,
+    confidence: float | None = None,
+) -> Bands:
+    """Bands from scores of records the model did not train on.
+
+    Without ``confidence``: ``low`` is the highest threshold whose sensitivity (``p >= low``
+    called positive) is at least ``min_sensitivity``; ``high`` the lowest threshold whose
+    specificity is at least ``min_specificity``.  With ``confidence`` (0.95): the same, but for
+    the exact one-sided lower confidence bound of sensitivity and specificity
+    (:func:`clopper_pearson_lower`), so the targets hold on unseen patients with that
+    confidence.  When even the widest threshold cannot show a target (too few records of a
+    class), that threshold is the widest one (every record of the class on its side), and
+    :func:`band_report` says the target is not supported.  If ``low > high`` the model meets
+    both targets with one threshold; both bands then meet at their midpoint.
     """
     y = np.asarray(y).astype(bool)
     pos, neg = np.sort(np.asarray(p)[y]), np.sort(np.asarray(p)[~y])
     if pos.size == 0 or neg.size == 0:
-        raise ValueError("choosing bands needs validation records of both classes")
-    # at most floor((1 - s) * n_pos) positives may fall below `low`
-    k = int(math.floor((1.0 - min_sensitivity) * pos.size + 1e-9))
-    low = float(pos[k])
-    # at least ceil(s * n_neg) negatives must be strictly below `high`
-    m = int(math.ceil(min_specificity * neg.size - 1e-9))
-    high = float(np.nextafter(neg[m - 1], np.inf)) if m > 0 else 0.0
+        raise ValueError("choosing bands needs records of both classes")
+    if confidence is None:
+        # at most floor((1 - s) * n_pos) positives may fall below `low`
+        k = int(math.floor((1.0 - min_sensitivity) * pos.size + 1e-9))
+        low = float(pos[k])
+        # at least ceil(s * n_neg) negatives must be strictly below `high`
+        m = int(math.ceil(min_specificity * neg.size - 1e-9))
+        high = float(np.nextafter(neg[m - 1], np.inf)) if m > 0 else 0.0
+    else:
+        # low: thresholds at the positives' scores; k(t) = positives at or above t
+        k = pos.size - np.searchsorted(pos, pos, side="left")
+        ok = clopper_pearson_lower(k, pos.size, confidence) >= min_sensitivity
+        low = float(pos[np.flatnonzero(ok)[-1]]) if ok.any() else float(pos[0])
+        # high: thresholds just above the negatives' scores; m(t) = negatives below t
+        cand = np.nextafter(neg, np.inf)
+        m = np.searchsorted(neg, cand, side="left")
+        ok = clopper_pearson_lower(m, neg.size, confidence) >= min_specificity
+        high = float(cand[np.flatnonzero(ok)[0]]) if ok.any() else float(cand[-1])
     high = min(high, 1.0)
     if low > high:
         low = high = (low + high) / 2.0
     return Bands(low=low, high=high)
+
+
+def band_report(y: np.ndarray, p: np.ndarray, bands: Bands, min_sensitivity: float,
+                min_specificity: float, confidence: float = 0.95) -> dict[str, Any]:
+    """What the bands achieve on ``(y, p)``: sensitivity at ``low`` and specificity at ``high``
+    with their exact one-sided lower confidence bounds, whether each target is supported at
+    that confidence, and a plain-words statement when it is not."""
+    y = np.asarray(y).astype(bool)
+    p = np.asarray(p)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    k = int((p[y] >= bands.low).sum())
+    m = int((p[~y] < bands.high).sum())
+    out: dict[str, Any] = {"confidence": confidence}
+    for name, count, n, target, what, cls in (
+        ("low", k, n_pos, min_sensitivity, "sensitivity", "MI"),
+        ("high", m, n_neg, min_specificity, "specificity", "non-MI"),
+    ):
+        lb = float(clopper_pearson_lower(count, n, confidence))
+        supported = bool(lb >= target)
+        best = float(clopper_pearson_lower(n, n, confidence))
+        entry = {"threshold": getattr(bands, name), "metric": what, "target": target,
+                 "estimate": count / n if n else float("nan"), "lower_bound": lb, "n": n,
+                 "supported": supported}
+        if not supported:
+            entry["statement"] = (
+                f"The {what} target of {target:.2f} is not supported by the data: with {n} "
+                f"{cls} records the {confidence:.0%} lower confidence bound of {what} is "
+                f"{lb:.3f} at the {name} threshold" + (
+                    f", and could not exceed {best:.3f} even if every {cls} record fell on its "
+                    f"side; about {_records_needed(target, confidence)} {cls} records are "
+                    "needed" if best < target else "")
+                + ".")
+        out[name] = entry
+    return out
+
+
+def _records_needed(target: float, confidence: float) -> int:
+    """Fewest records of a class for which all of them on the right side shows ``target``."""
+    n = 1
+    while clopper_pearson_lower(n, n, confidence) < target:
+        n = n * 2 if n < 64 else n + max(1, n // 16)
+    lo = n // 2
+    while lo < n and clopper_pearson_lower(lo, lo, confidence) >= target:
+        lo -= 1
+    for m in range(max(1, lo), n + 1):
+        if clopper_pearson_lower(m, m, confidence) >= target:
+            return m
+    return n
 
 
 def evaluate(
@@ -176,8 +255,10 @@ def plot_all(
     bands: Bands,
     history: dict[str, list[float]],
     title: str,
+    raw_test: np.ndarray | None = None,
 ) -> dict[str, str]:
-    """Write the evaluation PNGs into ``out_dir``; return {name: file name}."""
+    """Write the evaluation PNGs into ``out_dir``; return {name: file name}.  With
+    ``raw_test`` (the scores before calibration) a reliability diagram compares both."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,6 +326,28 @@ def plot_all(
         fig.savefig(out_dir / files["history"], dpi=110)
         plt.close(fig)
 
+    if raw_test is not None:
+        from train.calibrate import reliability
+
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect calibration")
+        for label, scores_, color in (("before calibration", raw_test, "C7"),
+                                      ("calibrated (as exported)", p, "C0")):
+            r = reliability(y, scores_)
+            ax.plot([b["mean_p"] for b in r], [b["observed"] for b in r], "o-", color=color,
+                    label=label)
+            for b in r:
+                ax.annotate(str(b["n"]), (b["mean_p"], b["observed"]), fontsize=7,
+                            color=color, xytext=(3, 3), textcoords="offset points")
+        ax.set(xlabel="predicted MI probability (bin mean)", ylabel="observed MI rate",
+               title="Reliability (test folds; numbers: records per bin)", xlim=(0, 1),
+               ylim=(0, 1))
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        files["reliability"] = "reliability.png"
+        fig.savefig(out_dir / files["reliability"], dpi=110)
+        plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(0, 1, 26)
     ax.hist(p[~y], bins=bins, alpha=0.6, label=f"not MI (n={int((~y).sum())})", color="C0")
@@ -264,6 +367,24 @@ def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+def _bounds_lines(bands: dict[str, Any]) -> list[str]:
+    """The bands' achieved sensitivity and specificity with their confidence bounds, and the
+    plain-words statement when a target is not supported."""
+    achieved = bands.get("achieved")
+    if not achieved:
+        return []
+    out = [f"| threshold | target | estimate | {achieved['confidence']:.0%} lower bound | "
+           "records | supported |", "|---|---|---|---|---|---|"]
+    for side in ("low", "high"):
+        a = achieved[side]
+        out.append(f"| {side} {a['threshold']:.4f} | {a['metric']} >= {a['target']:.2f} | "
+                   f"{_fmt(a['estimate'])} | {_fmt(a['lower_bound'])} | {a['n']} | "
+                   f"{'yes' if a['supported'] else '**no**'} |")
+    out += ["", *(f"**{achieved[s]['statement']}**" for s in ("low", "high")
+                  if "statement" in achieved[s])]
+    return out
+
+
 def write_report(out_dir: Path, run: dict[str, Any], metrics: dict[str, Any],
                  plots: dict[str, str]) -> Path:
     """A short Markdown report linking the plots."""
@@ -280,10 +401,12 @@ def write_report(out_dir: Path, run: dict[str, Any], metrics: dict[str, Any],
         f"- Validation ROC AUC {_fmt(metrics['validation']['roc_auc'])}; best epoch "
         f"{run.get('best_epoch')} of {run.get('epochs_run')}",
         "",
-        "## Threshold bands (chosen on validation)",
+        f"## Threshold bands (chosen on {run['bands']['chosen_on']})",
         "",
         f"normal below {run['bands']['low']:.4f}, MI at or above {run['bands']['high']:.4f}, "
         "borderline (needs review) between.",
+        "",
+        *_bounds_lines(run["bands"]),
         "",
         "| band | test records | of which MI |",
         "|---|---|---|",
@@ -299,6 +422,16 @@ def write_report(out_dir: Path, run: dict[str, Any], metrics: dict[str, Any],
             f"{_fmt(m['specificity'])} | {_fmt(m['ppv'])} | {_fmt(m['npv'])} | {_fmt(m['f1'])} | "
             f"{_fmt(m['accuracy'])} | {cm['tp']}/{cm['fp']}/{cm['fn']}/{cm['tn']} |"
         )
+    cal = metrics.get("calibration")
+    if cal:
+        t2 = cal["test"]
+        lines += ["", f"## Calibration: `{cal['chosen']}` ({cal['criterion']})", "",
+                  "| method | held-out Brier | held-out ECE |", "|---|---|---|"]
+        for name, m in cal["held_out"].items():
+            lines.append(f"| {name} | {m['brier']:.4f} | {m['ece']:.4f} |")
+        lines += ["", f"On the test folds: Brier {t2['brier_raw']:.4f} before calibration, "
+                      f"{t2['brier']:.4f} after; expected calibration error {t2['ece_raw']:.4f} "
+                      f"before, {t2['ece']:.4f} after (see the reliability diagram)."]
     lines += ["", "## Plots", ""]
     for name, f in plots.items():
         lines += [f"![{name}]({f})", ""]

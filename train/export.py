@@ -13,6 +13,7 @@ import numpy as np
 
 from common.io import atomic_write_bytes, package_versions, prepare_output, sha256_file
 from schemas import LEADS, UNITS, ModelContract
+from train.calibrate import Calibrator
 from train.dataset import load_split
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def export_onnx(
     """Convert ``run_dir/model.keras`` to ONNX at ``out`` and write a model card beside it.
 
     The graph has one input ``ecg_mv`` float32 ``[batch, input_samples, 12]`` (dynamic batch)
-    and one output, the MI probability ``[batch, 1]``.  Before anything is written,
+    and one output, the calibrated MI probability ``[batch, 1]`` (the run's calibrator is
+    appended to the graph).  Before anything is written,
     onnxruntime's outputs on the run's test records are compared with Keras's; a difference
     above ``tolerance`` raises :class:`ExportError`.
 
@@ -88,7 +90,11 @@ def export_onnx(
         metrics=_summary(metrics, run),
         versions=package_versions("mi-screen", "tensorflow-cpu", "keras", "tf2onnx", "onnx",
                                   "onnxruntime"),
+        calibration=run.get("calibration", {}),
+        band_bounds=run["bands"].get("achieved", {}),
     )
+    calibrator = Calibrator(**run["calibration"]) if run.get("calibration") else Calibrator()
+    _append_calibration(proto, calibrator)
     onnx.helper.set_model_props(proto, contract.to_metadata())
     proto.producer_name = "mi-screen"
     proto.doc_string = (
@@ -103,7 +109,7 @@ def export_onnx(
     x = test.millivolts()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     onnx_p = session.run(None, {INPUT_NAME: x})[0].reshape(-1)
-    keras_p = np.asarray(model.predict(x, batch_size=256, verbose=0)).reshape(-1)
+    keras_p = calibrator(np.asarray(model.predict(x, batch_size=256, verbose=0)).reshape(-1))
     diff = float(np.max(np.abs(onnx_p - keras_p))) if len(x) else 0.0
     if not diff <= tolerance:
         raise ExportError(
@@ -115,6 +121,36 @@ def export_onnx(
     atomic_write_bytes(card_path, card.encode(), overwrite=overwrite)
     _LOGGER.info("wrote %s and %s", out, card_path)
     return {"max_abs_diff": diff, "n_checked": len(x), "bytes": len(data), "card": card_path}
+
+
+def _append_calibration(proto, calibrator: Calibrator) -> None:
+    """Route the graph's output through the calibration map, keeping the output's name."""
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    out = graph.output[0].name
+    raw = f"{out}_uncalibrated"
+    for node in graph.node:
+        node.output[:] = [raw if o == out else o for o in node.output]
+        node.input[:] = [raw if i == out else i for i in node.input]
+    nodes, inits = calibrator.onnx_nodes(helper, numpy_helper, raw, out)
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+
+
+def _card_bounds(bounds: dict[str, Any]) -> str:
+    """What the bands achieve, with bounds, and the plain-words statements, for the card."""
+    lines = []
+    for side in ("low", "high"):
+        if side not in bounds:
+            continue
+        b = bounds[side]
+        lines.append(f"- {side} threshold: {b['metric']} {b['estimate']:.3f} on {b['n']} records, "
+                     f"lower bound {b['lower_bound']:.3f} (target {b['target']:.2f}: "
+                     f"{'supported' if b['supported'] else 'NOT supported'})")
+        if "statement" in b:
+            lines.append(f"  **{b['statement']}**")
+    return "\n".join(lines)
 
 
 def _summary(metrics: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
@@ -152,11 +188,14 @@ treatment decisions.**
 - `{contract.input_name}`: float32 `[batch, {contract.input_samples}, {len(contract.leads)}]`,
   millivolts, {contract.fs} Hz, leads {", ".join(contract.leads)}. Normalisation (per-lead mean
   and variance of the training folds) is inside the graph.
-- Output: MI probability `[batch, 1]`.
-- Bands (chosen on the validation folds, {run['bands']['chosen_on']}): normal below
+- Output: MI probability `[batch, 1]`, calibrated inside the graph
+  ({contract.calibration.get('method', 'none')}; chosen by held-out Brier score).
+- Bands (chosen on {run['bands']['chosen_on']}): normal below
   {contract.band_low:.4f}; MI at or above {contract.band_high:.4f}; borderline (needs review)
   between. Targets: sensitivity >= {run['bands']['min_sensitivity']} at the low threshold,
-  specificity >= {run['bands']['min_specificity']} at the high one, on validation.
+  specificity >= {run['bands']['min_specificity']} at the high one, each as a
+  {run['bands'].get('confidence', 0.95):.0%} lower confidence bound.
+{_card_bounds(contract.band_bounds)}
 
 ## Data
 PTB-XL (Wagner et al., Scientific Data 7, 154, 2020; PhysioNet, CC BY 4.0), ingested at

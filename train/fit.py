@@ -22,6 +22,13 @@ from common.io import (
     prepare_output,
     sha256_file,
 )
+from train.calibrate import (
+    Calibrator,
+    brier,
+    choose_calibrator,
+    expected_calibration_error,
+    reliability,
+)
 from train.dataset import (
     QUALITY_LEVELS,
     Split,
@@ -30,7 +37,7 @@ from train.dataset import (
     load_split,
     tf_dataset,
 )
-from train.evaluate import Bands, choose_bands, evaluate, plot_all, write_report
+from train.evaluate import Bands, band_report, choose_bands, evaluate, plot_all, write_report
 from train.model import ARCHITECTURES, TRAINING_DEFAULTS, build_model
 
 _LOGGER = logging.getLogger(__name__)
@@ -53,6 +60,8 @@ class FitConfig:
     min_specificity: float = 0.95
     bands: tuple[float, float] | None = None  # override the validation-chosen bands
     min_quality: str = "poor"  # leave out records the quality gate calls worse (unusable)
+    cross_fit: bool = True  # choose bands and calibration on out-of-fold predictions
+    confidence: float = 0.95  # band targets must hold at this one-sided confidence
 
     def setting(self, name: str) -> Any:
         value = getattr(self, name, None)
@@ -190,24 +199,66 @@ def fit(
         model, history, best_epoch = train_model(splits["train"], splits["validation"], config,
                                                  verbose=verbose)
         seconds = time.perf_counter() - t0
-        scores = {name: predict(model, s) for name, s in splits.items()}
+        raw = {name: predict(model, s) for name, s in splits.items()}
+        # bands and calibration are chosen on predictions for records no model trained on:
+        # out-of-fold over every non-test fold (cross-fitting), or the validation folds alone
+        if config.cross_fit:
+            from train.cv import out_of_fold
+
+            folds = tuple(sorted(config.train_folds + config.val_folds))
+            _LOGGER.info("cross-fitting over folds %s: %d models", list(folds), len(folds))
+            oof = out_of_fold(data_dir, folds, config)
+            chosen_on = f"out-of-fold predictions of {len(folds)} cross-fitted models, folds " \
+                        f"{list(folds)}"
+            oof_y, oof_p, oof_fold = oof.y, oof.p, oof.fold
+        else:
+            v = splits["validation"]
+            oof_y, oof_p, oof_fold = v.y, raw["validation"], np.zeros(len(v))
+            chosen_on = f"validation folds {list(config.val_folds)}"
+        if config.cross_fit:
+            calibrator, calibration = choose_calibrator(oof_p, oof_y, oof_fold)
+        else:  # one fold cannot tell calibrators apart on held-out data: none
+            calibrator, calibration = Calibrator(), {"chosen": "none", "held_out": {},
+                                                     "criterion": "no cross-fitting"}
+        scores = {name: calibrator(p) for name, p in raw.items()}
+        oof_cal = calibrator(oof_p)
         if config.bands is not None:
             bands = Bands(*config.bands)
         else:
-            bands = choose_bands(splits["validation"].y, scores["validation"],
-                                 config.min_sensitivity, config.min_specificity)
+            bands = choose_bands(oof_y, oof_cal, config.min_sensitivity, config.min_specificity,
+                                 confidence=config.confidence)
+        chosen = band_report(oof_y, oof_cal, bands, config.min_sensitivity,
+                             config.min_specificity, config.confidence)
+        for side in ("low", "high"):
+            if "statement" in chosen[side]:
+                _LOGGER.warning(chosen[side]["statement"])
         metrics = {
             name: evaluate(splits[name].y, scores[name], bands, seed=config.seed)
             for name in ("validation", "test")
         }
+        ty = splits["test"].y
+        calibration["test"] = {
+            "brier_raw": brier(ty, raw["test"]), "brier": brier(ty, scores["test"]),
+            "ece_raw": expected_calibration_error(ty, raw["test"]),
+            "ece": expected_calibration_error(ty, scores["test"]),
+            "reliability_raw": reliability(ty, raw["test"]),
+            "reliability": reliability(ty, scores["test"]),
+        }
+        metrics["calibration"] = calibration
+        metrics["bands_out_of_fold"] = chosen
+        metrics["bands_test"] = band_report(ty, scores["test"], bands, config.min_sensitivity,
+                                            config.min_specificity, config.confidence)
         model.save(tmp / "model.keras")
         _write_history(tmp / "history.csv", history)
+        oof_ids = oof.ecg_id if config.cross_fit else splits["validation"].ecg_id
         pq.write_table(
             pa.table({
-                "ecg_id": np.concatenate([s.ecg_id for s in splits.values()]),
-                "split": np.concatenate([[n] * len(s) for n, s in splits.items()]),
-                "mi": np.concatenate([s.y for s in splits.values()]).astype(bool),
-                "mi_probability": np.concatenate(list(scores.values())).astype(np.float32),
+                "ecg_id": np.concatenate([*(s.ecg_id for s in splits.values()), oof_ids]),
+                "split": np.concatenate([*([n] * len(s) for n, s in splits.items()),
+                                         ["out_of_fold"] * len(oof_y)]),
+                "mi": np.concatenate([*(s.y for s in splits.values()), oof_y]).astype(bool),
+                "mi_probability": np.concatenate([*scores.values(), oof_cal]).astype(np.float64),
+                "raw_probability": np.concatenate([*raw.values(), oof_p]).astype(np.float64),
             }),
             tmp / "predictions.parquet",
         )
@@ -222,9 +273,12 @@ def fit(
             "min_quality": config.min_quality,
             "quality_counts": quality_counts(data_dir),
             "bands": {"low": bands.low, "high": bands.high,
-                      "chosen_on": "fixed" if config.bands else "validation",
+                      "chosen_on": "fixed" if config.bands else chosen_on,
                       "min_sensitivity": config.min_sensitivity,
-                      "min_specificity": config.min_specificity},
+                      "min_specificity": config.min_specificity,
+                      "confidence": config.confidence,
+                      "achieved": chosen},
+            "calibration": json.loads(calibrator.to_json()),
             "data_dir": str(data_dir),
             "data_manifest_sha256": sha256_file(data_dir / "manifest.json"),
             "epochs_run": len(history.get("loss", [])),
@@ -238,7 +292,8 @@ def fit(
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         plots = plot_all(tmp, splits["test"].y, scores["test"], bands, history,
-                         f"{config.arch}, folds {list(config.test_folds)}")
+                         f"{config.arch}, folds {list(config.test_folds)}",
+                         raw_test=raw["test"])
         write_report(tmp, run, metrics, plots)
         t = metrics["test"]
         _LOGGER.info("test ROC AUC %.3f (95%% CI %.3f-%.3f), PR AUC %.3f; bands %.4f / %.4f",
