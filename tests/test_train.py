@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import onnx
 import onnxruntime as ort
+import pyarrow.parquet as pq
 import pytest
 from sklearn import metrics as skm
 
@@ -23,7 +23,6 @@ from train.evaluate import (
     roc_auc,
 )
 from train.export import ExportError, export_onnx
-from train.fit import predict
 from train.model import build_model
 
 # ----------------------------------------------------------------------------- metrics
