@@ -392,7 +392,8 @@ def write_report(out_dir: Path, run: dict[str, Any], metrics: dict[str, Any],
     lines = [
         f"# MI detector: {run['arch']} at {run['fs']} Hz",
         "",
-        f"Trained on folds {run['folds']['train']}, bands chosen on folds {run['folds']['val']}, "
+        f"Trained on folds {run['folds']['train']} (early stopping on folds "
+        f"{run['folds']['val']}); bands and calibration chosen on {run['bands']['chosen_on']}; "
         f"evaluated on folds {run['folds']['test']} ({t['n']} records, {t['n_mi']} MI).",
         "",
         f"- ROC AUC **{_fmt(t['roc_auc'])}** (95% bootstrap CI {_fmt(t['roc_auc_ci95'][0])}-"
