@@ -242,3 +242,31 @@ def test_train_cli_help_teaches():
     for command in ("fit", "export"):
         result = CliRunner().invoke(cli, [command, "--help"])
         assert result.exit_code == 0 and "Example:" in result.output
+
+
+def test_ensemble_export_is_the_mean_of_the_fold_models(trained, data_100, tmp_path):
+    """The alternative export: the cross-fitted fold models averaged in one graph, then the
+    same calibration; onnxruntime agrees with Keras, and metrics.json compares it with the
+    final model on the test folds."""
+    import keras
+
+    from train.calibrate import Calibrator
+    from train.export import export_onnx
+
+    run_dir, run, _ = trained
+    folds = sorted((run_dir / "fold_models").glob("fold_*.keras"))
+    assert len(folds) == 7
+    out = tmp_path / "ens.onnx"
+    result = export_onnx(run_dir, out, ensemble=True)
+    assert result["max_abs_diff"] < 1e-4
+    split = load_split(data_100, (8,))
+    x = split.millivolts()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    onnx_p = session.run(None, {"ecg_mv": x})[0].reshape(-1)
+    mean = np.mean([keras.models.load_model(f).predict(x, verbose=0).reshape(-1)
+                    for f in folds], axis=0)
+    np.testing.assert_allclose(onnx_p, Calibrator(**run["calibration"])(mean), atol=1e-4)
+    props = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert "mean of 7 cross-fitted fold models" in props["mi_screen.architecture"]
+    ens = json.loads((run_dir / "metrics.json").read_text())["ensemble"]
+    assert ens["models"] == 7 and 0 <= ens["test_roc_auc"] <= 1

@@ -128,9 +128,12 @@ def fit(data, out, arch, train_folds, val_folds, test_folds, epochs, batch_size,
 @click.option("--opset", type=int, default=17, show_default=True)
 @click.option("--tolerance", type=float, default=1e-4, show_default=True,
               help="Largest allowed |onnxruntime - Keras| on the test records.")
+@click.option("--ensemble", is_flag=True,
+              help="Export the mean of the run's cross-fitted fold models instead of the final "
+                   "model (K times the scoring cost; metrics.json 'ensemble' says what it gains).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
-def export(run_dir, out, opset, tolerance, overwrite, verbose, quiet):
+def export(run_dir, out, opset, tolerance, ensemble, overwrite, verbose, quiet):
     """Convert a trained model to ONNX, verify it against Keras, and embed its contract.
 
     The ONNX file takes float32 [batch, samples, 12] in mV (lead order, rate and length in its
@@ -145,7 +148,8 @@ def export(run_dir, out, opset, tolerance, overwrite, verbose, quiet):
 
     setup_logging(verbose, quiet)
     try:
-        result = export_onnx(run_dir, out, opset=opset, tolerance=tolerance, overwrite=overwrite)
+        result = export_onnx(run_dir, out, opset=opset, tolerance=tolerance, overwrite=overwrite,
+                             ensemble=ensemble)
     except OutputExistsError as e:
         fail(str(e), ExitCode.OUTPUT_EXISTS)
     except (ExportError, FileNotFoundError) as e:

@@ -34,6 +34,7 @@ class OutOfFold:
     per_fold: dict[int, dict[str, Any]]
     seconds: float
     samples: int
+    models: list[Any]  # the fold models, in the order of ``folds``
 
 
 def out_of_fold(data_dir: str | os.PathLike[str], folds: tuple[int, ...],
@@ -42,7 +43,7 @@ def out_of_fold(data_dir: str | os.PathLike[str], folds: tuple[int, ...],
     on the next fold, cyclically) predicts it.  Nothing is tuned on the fold it predicts."""
     if len(folds) < 3:
         raise ValueError(f"cross-fitting needs at least 3 folds, got {list(folds)}")
-    parts, per_fold, seconds, samples = [], {}, 0.0, 0
+    parts, per_fold, seconds, samples, models = [], {}, 0.0, 0, []
     for i, held_out in enumerate(folds):
         val_fold = folds[(i + 1) % len(folds)]
         train_folds = tuple(f for f in folds if f not in (held_out, val_fold))
@@ -56,6 +57,7 @@ def out_of_fold(data_dir: str | os.PathLike[str], folds: tuple[int, ...],
         seconds += time.perf_counter() - t0
         samples += len(train) * len(history["loss"])
         p = predict(model, test)
+        models.append(model)
         parts.append((test.ecg_id, np.full(len(test), held_out), test.y, p))
         per_fold[held_out] = {"roc_auc": roc_auc(test.y, p), "n": len(test),
                               "n_mi": int(test.y.sum()), "epochs": len(history["loss"]),
@@ -63,7 +65,7 @@ def out_of_fold(data_dir: str | os.PathLike[str], folds: tuple[int, ...],
         _LOGGER.info("%s fold %d: AUC %.3f", config.arch, held_out, per_fold[held_out]["roc_auc"])
     ecg_id, fold, y, p = (np.concatenate(c) for c in zip(*parts, strict=True))
     return OutOfFold(ecg_id=ecg_id, fold=fold, y=y, p=p, per_fold=per_fold, seconds=seconds,
-                     samples=samples)
+                     samples=samples, models=models)
 
 
 def cross_validate(

@@ -40,8 +40,14 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     tolerance: float = 1e-4,
     overwrite: bool = False,
+    ensemble: bool = False,
 ) -> dict[str, Any]:
     """Convert ``run_dir/model.keras`` to ONNX at ``out`` and write a model card beside it.
+
+    With ``ensemble``, the exported graph is instead the mean of the run's cross-fitted fold
+    models (``run_dir/fold_models``), followed by the same calibration: K times the scoring
+    cost, for whatever the average gains (``metrics.json`` ``ensemble`` says what, on the test
+    folds).
 
     The graph has one input ``ecg_mv`` float32 ``[batch, input_samples, 12]`` (dynamic batch)
     and one output, the calibrated MI probability ``[batch, 1]`` (the run's calibrator is
@@ -65,8 +71,22 @@ def export_onnx(
     prepare_output(card_path, overwrite)  # the card is an output too: never replaced silently
     run = _load_run(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    model = keras.models.load_model(run_dir / "model.keras")
     n_samples = int(run["input_samples"])
+    if ensemble:
+        paths = sorted((run_dir / "fold_models").glob("fold_*.keras"))
+        if not paths:
+            raise ExportError(f"{run_dir}: no fold_models/; train with --cross-fit to export an "
+                              "ensemble")
+        members = [keras.models.load_model(p) for p in paths]
+        inp = keras.Input((n_samples, len(LEADS)), name=INPUT_NAME)
+        outs = []
+        for i, m in enumerate(members):
+            m.name = f"fold_{i}"  # distinct names inside one graph
+            outs.append(m(inp))
+        model = keras.Model(inp, keras.layers.Average(name="mi_probability")(outs),
+                            name=f"{run['arch']}_ensemble{len(members)}")
+    else:
+        model = keras.models.load_model(run_dir / "model.keras")
     spec = (tf.TensorSpec((None, n_samples, len(LEADS)), tf.float32, name=INPUT_NAME),)
     try:
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
@@ -77,7 +97,7 @@ def export_onnx(
         ) from e
 
     contract = ModelContract(
-        model_name=f"mi-screen-{run['arch']}-{run['fs']}hz",
+        model_name=f"mi-screen-{run['arch']}{'-ensemble' if ensemble else ''}-{run['fs']}hz",
         input_name=INPUT_NAME,
         fs=int(run["fs"]),
         leads=LEADS,
@@ -85,7 +105,8 @@ def export_onnx(
         input_samples=n_samples,
         band_low=float(run["bands"]["low"]),
         band_high=float(run["bands"]["high"]),
-        architecture=run["arch"],
+        architecture=(f"{run['arch']} (mean of {len(members)} cross-fitted fold models)"
+                      if ensemble else run["arch"]),
         data_manifest_sha256=run["data_manifest_sha256"],
         metrics=_summary(metrics, run),
         versions=package_versions("mi-screen", "tensorflow-cpu", "keras", "tf2onnx", "onnx",

@@ -37,7 +37,16 @@ from train.dataset import (
     load_split,
     tf_dataset,
 )
-from train.evaluate import Bands, band_report, choose_bands, evaluate, plot_all, write_report
+from train.evaluate import (
+    Bands,
+    band_report,
+    bootstrap_auc_ci,
+    choose_bands,
+    evaluate,
+    plot_all,
+    roc_auc,
+    write_report,
+)
 from train.model import ARCHITECTURES, TRAINING_DEFAULTS, build_model
 
 _LOGGER = logging.getLogger(__name__)
@@ -245,10 +254,22 @@ def fit(
             "reliability": reliability(ty, scores["test"]),
         }
         metrics["calibration"] = calibration
+        if config.cross_fit:
+            # the alternative export: the K fold models averaged in one graph (train export
+            # --ensemble); how it compares on the test folds with the final model
+            ens = np.mean([predict(m, splits["test"]) for m in oof.models], axis=0)
+            lo_e, hi_e = bootstrap_auc_ci(ty, ens, seed=config.seed)
+            metrics["ensemble"] = {"models": len(oof.models), "test_roc_auc": roc_auc(ty, ens),
+                                   "test_roc_auc_ci95": [lo_e, hi_e],
+                                   "test_brier": brier(ty, calibrator(ens))}
         metrics["bands_out_of_fold"] = chosen
         metrics["bands_test"] = band_report(ty, scores["test"], bands, config.min_sensitivity,
                                             config.min_specificity, config.confidence)
         model.save(tmp / "model.keras")
+        if config.cross_fit:
+            (tmp / "fold_models").mkdir()
+            for f, m in zip(folds, oof.models, strict=True):
+                m.save(tmp / "fold_models" / f"fold_{f}.keras")
         _write_history(tmp / "history.csv", history)
         oof_ids = oof.ecg_id if config.cross_fit else splits["validation"].ecg_id
         pq.write_table(
