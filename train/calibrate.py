@@ -16,8 +16,7 @@ appends the same function to the exported graph with elementwise ONNX operators,
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -58,13 +57,6 @@ class Calibrator:
         if self.method == "isotonic":
             return np.interp(p, self.xs, self.ys)
         raise ValueError(f"method must be one of {list(METHODS)}, got {self.method!r}")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Calibrator:
-        return cls(**json.loads(text))
 
     def onnx_nodes(self, helper, numpy_helper, source: str, target: str,
                    prefix: str = "calib") -> tuple[list, list]:

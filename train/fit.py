@@ -219,14 +219,13 @@ def fit(
             oof = out_of_fold(data_dir, folds, config)
             chosen_on = f"out-of-fold predictions of {len(folds)} cross-fitted models, folds " \
                         f"{list(folds)}"
-            oof_y, oof_p, oof_fold = oof.y, oof.p, oof.fold
+            oof_y, oof_p, oof_ids = oof.y, oof.p, oof.ecg_id
+            calibrator, calibration = choose_calibrator(oof_p, oof_y, oof.fold)
         else:
             v = splits["validation"]
-            oof_y, oof_p, oof_fold = v.y, raw["validation"], np.zeros(len(v))
+            oof_y, oof_p, oof_ids = v.y, raw["validation"], v.ecg_id
             chosen_on = f"validation folds {list(config.val_folds)}"
-        if config.cross_fit:
-            calibrator, calibration = choose_calibrator(oof_p, oof_y, oof_fold)
-        else:  # one fold cannot tell calibrators apart on held-out data: none
+            # one fold cannot tell calibrators apart on held-out data: none
             calibrator, calibration = Calibrator(), {"chosen": "none", "held_out": {},
                                                      "criterion": "no cross-fitting"}
         scores = {name: calibrator(p) for name, p in raw.items()}
@@ -271,7 +270,6 @@ def fit(
             for f, m in zip(folds, oof.models, strict=True):
                 m.save(tmp / "fold_models" / f"fold_{f}.keras")
         _write_history(tmp / "history.csv", history)
-        oof_ids = oof.ecg_id if config.cross_fit else splits["validation"].ecg_id
         pq.write_table(
             pa.table({
                 "ecg_id": np.concatenate([*(s.ecg_id for s in splits.values()), oof_ids]),
@@ -299,7 +297,7 @@ def fit(
                       "min_specificity": config.min_specificity,
                       "confidence": config.confidence,
                       "achieved": chosen},
-            "calibration": json.loads(calibrator.to_json()),
+            "calibration": asdict(calibrator),
             "data_dir": str(data_dir),
             "data_manifest_sha256": sha256_file(data_dir / "manifest.json"),
             "epochs_run": len(history.get("loss", [])),
