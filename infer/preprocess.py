@@ -46,8 +46,8 @@ PLAUSIBLE_CSV_SECONDS = 30.0
 class Prepared:
     """One record at the model's rate, and what the results row reports about it.
 
-    The windows the model scores are views into ``signal`` (:func:`windows`, taken batch by
-    batch by the scorer), so a long record costs its own size, not one copy per window.
+    The windows the model scores are views into ``signal`` at ``starts``, copied batch by batch
+    by the scorer, so a long record costs its own size, not one copy per window.
     """
 
     signal: np.ndarray  # (n_samples, n_leads) float32 mV at the model's rate
@@ -57,11 +57,6 @@ class Prepared:
     leads_filled: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def windows(self) -> np.ndarray:
-        """All windows at once ``(n_windows, length, n_leads)`` (a copy: for short records)."""
-        return np.stack([self.signal[s : s + self.length] for s in self.starts])
 
 
 def map_leads(raw: RawInput, contract: ModelContract,
@@ -125,11 +120,6 @@ def window_starts(n: int, length: int) -> np.ndarray:
     if starts[-1] != n - length:
         starts.append(n - length)
     return np.asarray(starts, dtype=np.int64)
-
-
-def windows(signal: np.ndarray, length: int) -> np.ndarray:
-    """Windows of ``length`` with 50 % overlap, the last aligned with the end (a copy)."""
-    return np.stack([signal[s : s + length] for s in window_starts(signal.shape[0], length)])
 
 
 @dataclass
@@ -201,10 +191,3 @@ def to_windows(c: Conformed, contract: ModelContract, pad_short: bool = False) -
     return Prepared(signal=signal, starts=window_starts(signal.shape[0], need), length=need,
                     leads_found=c.leads_found, leads_filled=c.leads_filled, warnings=warnings,
                     notes=notes)
-
-
-def prepare(raw: RawInput, contract: ModelContract, pad_short: bool = False,
-            allow_missing_leads: bool = False) -> Prepared:
-    """Lead order, rate, length: from a record as read to the model's input windows
-    (:func:`conform` then :func:`to_windows`; the scorer runs the quality gate between)."""
-    return to_windows(conform(raw, contract, allow_missing_leads), contract, pad_short)
