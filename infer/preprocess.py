@@ -9,10 +9,10 @@ the same for any input, from the contract in the model's metadata:
    isoelectric line, and the row says so);
 2. the signal is resampled to the model's rate with a polyphase filter
    (``scipy.signal.resample_poly``);
-3. a record longer than the model's input is cut into windows of the input length with 50 %
-   overlap, the last window aligned with the record's end, so every sample is seen; the
-   record's probability is the mean of its windows' probabilities (MI changes the morphology of
-   every beat, so averaging is robust to one noisy stretch);
+3. the record is cut into windows of the model's input length at the contract's stride (the
+   last window aligned with the record's end, so every sample is seen), and the windows'
+   probabilities are aggregated as the contract says (:mod:`signals.windows`, the code
+   training evaluates with); a model without these keys gets half-window strides and the mean;
 4. a shorter record is an error unless ``pad_short`` (then zeros are appended, with a warning).
 
 Between steps 1 and 2 the scorer runs the signal-quality gate (:mod:`signals.quality`) on the
@@ -25,12 +25,12 @@ saw in training.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 
 from infer.readers import InputError, RawInput
 from schemas import ModelContract, canonical_lead, lead_sign
+from signals.resample import resample
 
 #: Largest plausible ECG amplitude in mV; above it the units are almost surely wrong.
 MAX_PLAUSIBLE_MV = 30.0
@@ -101,27 +101,6 @@ def map_leads(raw: RawInput, contract: ModelContract,
     return out, found, missing, warnings
 
 
-def resample(signal: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    """Polyphase resampling along axis 0 (anti-aliasing FIR included), float32 out."""
-    if fs_in == fs_out:
-        return signal
-    from scipy.signal import resample_poly  # imported only when a record needs it
-
-    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
-    return resample_poly(signal, ratio.numerator, ratio.denominator, axis=0).astype(np.float32)
-
-
-def window_starts(n: int, length: int) -> np.ndarray:
-    """First samples of the windows of ``length`` over ``n`` samples: 50 % overlap, the last
-    aligned with the end."""
-    if n <= length:
-        return np.zeros(1, dtype=np.int64)
-    starts = list(range(0, n - length + 1, max(1, length // 2)))
-    if starts[-1] != n - length:
-        starts.append(n - length)
-    return np.asarray(starts, dtype=np.int64)
-
-
 @dataclass
 class Conformed:
     """A record with the model's leads, at its own rate: what the quality gate looks at."""
@@ -188,6 +167,6 @@ def to_windows(c: Conformed, contract: ModelContract, pad_short: bool = False) -
             [signal, np.zeros((need - signal.shape[0], signal.shape[1]), np.float32)])
         warnings.append(f"{have:.1f} s record padded with zeros to {full:g} s (--pad-short); "
                         "the score is less reliable")
-    return Prepared(signal=signal, starts=window_starts(signal.shape[0], need), length=need,
+    return Prepared(signal=signal, starts=contract.windows.starts(signal.shape[0]), length=need,
                     leads_found=c.leads_found, leads_filled=c.leads_filled, warnings=warnings,
                     notes=notes)

@@ -23,7 +23,9 @@ class ModelContract:
     """Input contract and provenance of an exported MI model.
 
     The graph takes ``float32[batch, input_samples, len(leads)]`` in ``units`` at ``fs`` Hz,
-    named ``input_name``, and returns the MI probability ``float32[batch, 1]``.
+    named ``input_name``, and returns the MI probability ``float32[batch, 1]``.  A beat model
+    (``task`` ``beats``) takes ``float32[batch, input_samples]`` (a beat's samples or
+    features, as ``beat`` says) and returns the probability that the beat is abnormal.
     Normalisation is inside the graph.
     """
 
@@ -44,6 +46,25 @@ class ModelContract:
     #: what the bands achieve on out-of-fold predictions: per side the metric, target,
     #: estimate, one-sided lower confidence bound, records and whether the target is supported
     band_bounds: dict[str, Any] = field(default_factory=dict)
+    #: samples between the starts of consecutive windows (0: half a window); ``input_samples``
+    #: is the window length
+    window_stride: int = 0
+    #: how window probabilities become a record's (``signals.windows.AGGREGATIONS``)
+    aggregation: str = "mean"
+    #: ``mi`` (12-lead records) or ``beats`` (single heartbeats, ECG5000)
+    task: str = "mi"
+    #: beat models: ``inputs`` ("beat": 140 z-normalised samples; "features": the named
+    #: ``features`` of ``signals.beats``), ``denoiser`` before features, ``lead`` to cut beats
+    #: from 12-lead records, ``samples`` per beat
+    beat: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def windows(self):
+        """The :class:`signals.windows.WindowSpec` the scorer cuts and aggregates by."""
+        from signals.windows import WindowSpec
+
+        return WindowSpec(self.input_samples, self.window_stride or max(1, self.input_samples // 2),
+                          self.aggregation)
 
     def to_metadata(self) -> dict[str, str]:
         """Flatten to the string key/value pairs ONNX ``metadata_props`` hold."""
@@ -66,8 +87,7 @@ class ModelContract:
                 f"{', '.join(_PREFIX + k for k in missing)}; export the model with `train export`"
             )
         get = {k: props[_PREFIX + k] for k in MODEL_CONTRACT_KEYS}
-        optional = {k: json.loads(props[_PREFIX + k]) for k in OPTIONAL_CONTRACT_KEYS
-                    if _PREFIX + k in props}
+        optional = {k: props[_PREFIX + k] for k in OPTIONAL_CONTRACT_KEYS if _PREFIX + k in props}
         if get["contract_version"] != CONTRACT_VERSION:
             raise ModelContractError(
                 f"{source}: contract version {get['contract_version']!r}, this scorer reads "
@@ -87,7 +107,7 @@ class ModelContract:
                 data_manifest_sha256=get["data_manifest_sha256"],
                 metrics=json.loads(get["metrics"]),
                 versions=json.loads(get["versions"]),
-                **optional,
+                **{k: _OPTIONAL_PARSERS[k](v) for k, v in optional.items()},
             )
         except (ValueError, TypeError) as e:
             raise ModelContractError(f"{source}: malformed mi-screen metadata: {e}") from e
@@ -111,11 +131,23 @@ class ModelContract:
             return ModelContractError(f"{source}: {problem}; re-export the model with "
                                       "`train export`")
 
+        if self.task not in TASKS:
+            raise bad(f"task {self.task!r} is not one of {list(TASKS)}")
+        if self.task == "beats":
+            self._validate_beats(bad, input_shape)
+            return
         if not 0 < self.fs <= 20_000:
             raise bad(f"sampling rate {self.fs} Hz is not plausible (1-20000)")
         if not 0 < self.input_samples <= 3600 * self.fs:
             raise bad(f"input length {self.input_samples} samples is not plausible at "
                       f"{self.fs} Hz (1 sample to 1 hour)")
+        if not 0 <= self.window_stride <= self.input_samples:
+            raise bad(f"window stride {self.window_stride} is not between 0 and the window "
+                      f"length {self.input_samples}")
+        from signals.windows import AGGREGATIONS
+
+        if self.aggregation not in AGGREGATIONS:
+            raise bad(f"aggregation {self.aggregation!r} is not one of {list(AGGREGATIONS)}")
         if unit_scale_to_mv(self.units) is None:
             raise bad(f"units {self.units!r} are not a voltage (V, mV, uV)")
         canon = [canonical_lead(lead) for lead in self.leads]
@@ -133,6 +165,27 @@ class ModelContract:
                     raise bad(f"the graph takes {dim} {what} per input, the contract says "
                               f"{want}")
 
+    def _validate_beats(self, bad, input_shape) -> None:
+        from schemas.ecg import canonical_lead
+
+        inputs = self.beat.get("inputs")
+        if inputs not in ("beat", "features"):
+            raise bad(f"beat inputs {inputs!r} are not 'beat' or 'features'")
+        want = self.beat.get("samples") if inputs == "beat" else len(self.beat.get("features",
+                                                                                     []))
+        if want != self.input_samples or not self.input_samples:
+            raise bad(f"a beat model's input holds {want} values, the contract says "
+                      f"{self.input_samples}")
+        if canonical_lead(str(self.beat.get("lead"))) is None:
+            raise bad(f"beat lead {self.beat.get('lead')!r} is not a standard lead name")
+        if input_shape is not None:
+            shape = list(input_shape)
+            if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != want):
+                raise bad(f"the graph takes {shape}, a beat model takes [batch, {want}]")
+
+
+#: What a model scores.
+TASKS = ("mi", "beats")
 
 #: Keys (after the ``mi_screen.`` prefix) a valid model must carry.
 MODEL_CONTRACT_KEYS: tuple[str, ...] = (
@@ -152,4 +205,7 @@ MODEL_CONTRACT_KEYS: tuple[str, ...] = (
 )
 
 #: Keys a model may carry (models exported before they existed still load).
-OPTIONAL_CONTRACT_KEYS: tuple[str, ...] = ("calibration", "band_bounds")
+OPTIONAL_CONTRACT_KEYS: tuple[str, ...] = ("calibration", "band_bounds", "window_stride",
+                                           "aggregation", "task", "beat")
+_OPTIONAL_PARSERS = {"calibration": json.loads, "band_bounds": json.loads, "window_stride": int,
+                     "aggregation": str, "task": str, "beat": json.loads}

@@ -67,3 +67,19 @@ def trained(data_100: Path, tmp_path_factory) -> tuple[Path, dict, Path]:
     onnx_path = run_dir.parent / "model.onnx"
     export_onnx(run_dir, onnx_path)
     return run_dir, run, onnx_path
+
+
+@pytest.fixture(scope="session")
+def trained_windowed(data_100: Path, tmp_path_factory) -> tuple[Path, dict, Path]:
+    """A resnet1d run on random 2.5 s crops, scored by 7 windows (1.25 s stride) aggregated
+    by their maximum, and its export: the windowed path, end to end (one epoch, no
+    cross-fitting)."""
+    from train.export import export_onnx
+    from train.fit import FitConfig, fit
+
+    run_dir = tmp_path_factory.mktemp("run_windowed") / "run"
+    run = fit(data_100, run_dir, FitConfig(arch="resnet1d", epochs=1, cross_fit=False,
+                                           aggregation="max", **SAMPLE_FOLDS))
+    onnx_path = run_dir.parent / "model.onnx"
+    export_onnx(run_dir, onnx_path)
+    return run_dir, run, onnx_path

@@ -27,9 +27,9 @@ from conftest import REPO, SAMPLE, make_corpus
 from common.records import read_record
 from infer import Model, ScoreOptions, score_dir
 from infer.cli import cli as infer_cli
-from infer.preprocess import window_starts
 from ingest.cli import cli as ingest_cli
 from schemas import LEADS, ExitCode, band_for
+from signals.windows import window_starts
 
 DB = pd.read_csv(SAMPLE / "ptbxl_database.csv")
 HEA100 = SAMPLE / (DB.iloc[0]["filename_lr"] + ".hea")
@@ -675,21 +675,25 @@ def test_baseline_is_applied(tmp_path):
     assert np.abs(ours).max() < 10  # 1024 ADC units of offset would be 4 mV everywhere
 
 
-def test_a_multi_window_record_is_the_mean_of_its_windows(tmp_path, model):
+def test_a_multi_window_record_aggregates_its_windows_as_the_contract_says(tmp_path, model):
     mv = read_record(HEA100.with_suffix("")).to_millivolts()
-    long = np.concatenate([mv, mv[::-1], mv[:500]])  # 25 s: windows at 0, 5, 10, 15 s
+    long = np.concatenate([mv, mv[::-1], mv[:500]])  # 25 s
     folder = tmp_path / "in"
     folder.mkdir()
     pd.DataFrame(long, columns=list(LEADS)).to_csv(folder / "r.csv", index=False)
-    starts = window_starts(len(long), 1000)
-    assert starts.tolist() == [0, 500, 1000, 1500]
-    expected = model.predict(np.stack([long[s : s + 1000] for s in starts])).mean()
+    w = model.contract.windows
+    starts = window_starts(len(long), w.length, w.stride)
+    assert starts[0] == 0 and starts[-1] == len(long) - w.length
+    assert (np.diff(starts)[:-1] == w.stride).all()
+    single = model.predict(np.stack([long[s : s + w.length] for s in starts])).astype(np.float64)
+    logit = np.log(single) - np.log1p(-single)  # computed here, not with signals.windows
+    expected = {"mean": single.mean(), "max": single.max(),
+                "logit_mean": 1 / (1 + np.exp(-logit.mean()))}[w.aggregation]
     df = _rows(folder, model)
-    assert df.loc["r", "n_windows"] == 4
+    assert df.loc["r", "n_windows"] == len(starts)
     assert df.loc["r", "mi_probability"] == pytest.approx(float(expected), abs=1e-6)
-    # and not the max, nor the first window
-    single = model.predict(np.stack([long[s : s + 1000] for s in starts]))
-    assert abs(single.max() - expected) > 1e-4 or abs(single[0] - expected) > 1e-4
+    # and not the first window alone
+    assert abs(single[0] - expected) > 1e-4
 
 
 def test_resampling_keeps_length_duration_and_shape():

@@ -49,28 +49,40 @@ def _score(folder: Path, model: Model, **kwargs) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- agreement
 
 
-def test_scores_equal_keras_predictions(trained, data_100, model):
-    """The scorer's whole path (read WFDB, mV, lead order, ONNX) gives what Keras gives on the
-    ingested records: no train/serve skew."""
+@pytest.mark.parametrize("which", ["trained", "trained_windowed"])
+def test_scores_equal_keras_predictions(which, request, data_100):
+    """The scorer's whole path (read WFDB, mV, lead order, windows, ONNX with calibration,
+    aggregation) gives what training's evaluation gives on the ingested records (Keras, the
+    same windows, aggregation, then the calibrator): no train/serve skew.  For the default
+    model (whole records) and a windowed one (2.5 s windows, maximum)."""
     import keras
 
+    from signals.windows import WindowSpec
+    from train.calibrate import Calibrator
     from train.dataset import load_split
     from train.fit import predict
 
-    run_dir, _, _ = trained
+    run_dir, run, path = request.getfixturevalue(which)
+    model = Model(path)
     split = load_split(data_100, (8,))
-    from train.calibrate import Calibrator
-
-    run = __import__("json").loads((run_dir / "run.json").read_text())
-    # the exported graph carries the run's calibration: Keras output, then the same map
+    window = run["window"]
+    spec = WindowSpec(window["length"], window["stride"], window["aggregation"])
+    assert model.contract.windows == spec  # the contract carries training's windows
     keras_p = Calibrator(**run["calibration"])(
-        predict(keras.models.load_model(run_dir / "model.keras"), split))
+        predict(keras.models.load_model(run_dir / "model.keras"), split, spec))
     db = pd.read_csv(SAMPLE / "ptbxl_database.csv", index_col="ecg_id")
     inputs = [(str(SAMPLE / (db.loc[i, "filename_lr"] + ".hea")), "wfdb") for i in split.ecg_id]
     table, summary = score_inputs(inputs, model)
     # every record is scored; a few are "poor" (wander, pops) and scored with a warning
     assert summary.status["ok"] + summary.status["warning"] == len(split) == 44
+    assert set(table.column("n_windows").to_pylist()) == {len(spec.starts(1000))}
+    if which == "trained_windowed":
+        assert spec == WindowSpec(250, 125, "max") and len(spec.starts(1000)) == 7
     np.testing.assert_allclose(table.column("mi_probability").to_numpy(), keras_p, atol=1e-4)
+    # the record predictions training saved (predictions.parquet, split "test") are these too
+    saved = pq.read_table(run_dir / "predictions.parquet").to_pandas()
+    saved = saved[saved["split"] == "test"].set_index("ecg_id").loc[split.ecg_id]
+    np.testing.assert_allclose(saved["mi_probability"], keras_p, atol=1e-6)
 
 
 def test_100hz_and_500hz_copies_score_alike(tmp_path, model):
@@ -229,7 +241,9 @@ def test_long_record_is_scored_in_windows(tmp_path, model):
     long = np.concatenate([rec.p_signal, rec.p_signal, rec.p_signal[:500]])  # 25 s
     pd.DataFrame(long, columns=rec.sig_name).to_csv(tmp_path / "long.csv", index=False)
     got = _score(tmp_path, model)
-    assert got.loc["long", "n_windows"] == 4  # starts 0, 5, 10, 15 s
+    w = model.contract.windows
+    assert got.loc["long", "n_windows"] == len(w.starts(2500)) > 1
+    assert w.starts(2500)[-1] == 2500 - w.length  # the last window ends with the record
     assert got.loc["long", "duration_s"] == 25.0
 
 

@@ -204,15 +204,18 @@ def test_onnx_metadata_is_complete_and_outputs_match_keras(trained, data_100):
     props = {p.key: p.value for p in onnx.load(path).metadata_props}
     assert {f"mi_screen.{k}" for k in MODEL_CONTRACT_KEYS} <= set(props)
     contract = ModelContract.from_metadata(props)
-    assert contract.leads == LEADS and contract.fs == 100 and contract.input_samples == 1000
+    assert contract.leads == LEADS and contract.fs == 100
+    assert contract.input_samples == run["input_samples"] == run["window"]["length"]
+    assert (contract.window_stride, contract.aggregation) == (run["window"]["stride"],
+                                                              run["window"]["aggregation"])
     assert (contract.band_low, contract.band_high) == (run["bands"]["low"], run["bands"]["high"])
     assert contract.data_manifest_sha256 == run["data_manifest_sha256"]
     assert contract.metrics["test_n"] == 44
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
-    assert inp.name == contract.input_name and inp.shape[1:] == [1000, 12]
+    assert inp.name == contract.input_name and inp.shape[1:] == [contract.input_samples, 12]
     split = load_split(data_100, (1, 8))
-    x = split.millivolts()
+    x, _ = split.windows(contract.windows)
     onnx_p = session.run(None, {inp.name: x})[0].reshape(-1)
     keras_p = keras.models.load_model(run_dir / "model.keras").predict(x, verbose=0).reshape(-1)
     # the graph ends with the run's calibration map, computed with ONNX operators
@@ -260,7 +263,8 @@ def test_ensemble_export_is_the_mean_of_the_fold_models(trained, data_100, tmp_p
     result = export_onnx(run_dir, out, ensemble=True)
     assert result["max_abs_diff"] < 1e-4
     split = load_split(data_100, (8,))
-    x = split.millivolts()
+    x, _ = split.windows(ModelContract.from_metadata(
+        {p.key: p.value for p in onnx.load(out).metadata_props}).windows)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     onnx_p = session.run(None, {"ecg_mv": x})[0].reshape(-1)
     mean = np.mean([keras.models.load_model(f).predict(x, verbose=0).reshape(-1)

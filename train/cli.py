@@ -16,6 +16,9 @@ from schemas import ExitCode
 from train.dataset import SplitError, parse_folds
 from train.model import ARCHITECTURES
 
+#: the beat task's architectures (train.beats imports TensorFlow lazily, this list does not)
+BEAT_ARCHITECTURES = ("beatcnn", "seed003")
+
 _LOGGER = logging.getLogger("train")
 # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is not for our users.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -45,18 +48,48 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False,
-              path_type=Path), help="Output folder of `ingest ptbxl`.")
+              path_type=Path), help="Output folder of `ingest ptbxl` (or `ingest ecg5000` with "
+              "--task beats).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder to create (model, metrics, plots, report, log).")
-@click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), default="cnnlstm",
-              show_default=True, help="Architecture: `seed` is the reference notebook's model.")
+@click.option("--task", type=click.Choice(["mi", "beats"]), default="mi", show_default=True,
+              help="mi: 12-lead records, MI or not (PTB-XL). beats: single heartbeats, "
+                   "abnormal or not (ECG5000; a one-patient demonstration).")
+@click.option("--arch", type=click.Choice(sorted(ARCHITECTURES) + sorted(BEAT_ARCHITECTURES)),
+              default=None,
+              help="mi: cnnlstm (default), resnet1d, or seed (the reference notebook's model). "
+                   "beats: beatcnn (default, on the raw beat) or seed003 (the tutorial's "
+                   "features and LSTM).")
+@click.option("--window", "window_seconds", type=click.FloatRange(0), default=None,
+              help="mi: train on random crops of this many seconds and score records by "
+                   "sliding windows of it; 0 for whole records [default: the architecture's: "
+                   "0 for cnnlstm and seed, 2.5 for resnet1d].")
+@click.option("--stride", "stride_seconds", type=click.FloatRange(0, min_open=True),
+              default=None, help="mi: seconds between scoring windows [default: half a "
+                                 "window].")
+@click.option("--aggregation", type=click.Choice(["logit_mean", "max"]), default=None,
+              help="mi: how window probabilities make a record's [default: logit_mean, the "
+                   "mean log-odds].")
+@click.option("--mix-rate-data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="mi: the same corpus ingested at another rate (e.g. `ingest ptbxl --rate "
+                   "500`). Each training record is drawn from either copy, the other "
+                   "resampled by the scorer's own resampler, so 100 Hz and 500 Hz files of a "
+                   "record score alike.")
+@click.option("--denoiser", type=click.Choice(["none", "median", "bandpass", "wavelet"]),
+              default="none", show_default=True,
+              help="beats, seed003: filter applied to each beat before its features.")
+@click.option("--cv-folds", type=click.IntRange(2), default=5, show_default=True,
+              help="beats: stratified cross-validation folds.")
+@click.option("--repeats", type=click.IntRange(1), default=3, show_default=True,
+              help="beats: cross-validation repeats (each with new folds).")
 @click.option("--train-folds", type=FoldsType(), default="1-8", show_default=True)
 @click.option("--val-folds", type=FoldsType(), default="9", show_default=True,
               help="Early stopping is chosen on these.")
 @click.option("--test-folds", type=FoldsType(), default="10", show_default=True,
               help="Only used to report metrics.")
 @click.option("--epochs", type=click.IntRange(1), default=None,
-              help="Maximum epochs [default: 10 for seed, 40 for cnnlstm].")
+              help="Maximum epochs [default: 10 for seed, 40 for cnnlstm and resnet1d; beats: "
+                   "60 for beatcnn and seed003].")
 @click.option("--batch-size", type=click.IntRange(1), default=None)
 @click.option("--learning-rate", type=float, default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -80,10 +113,13 @@ def cli() -> None:
                    "level (exact binomial).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
-def fit(data, out, arch, train_folds, val_folds, test_folds, epochs, batch_size, learning_rate,
+def fit(data, out, task, arch, window_seconds, stride_seconds, aggregation, mix_rate_data,
+        denoiser, cv_folds,
+        repeats, train_folds, val_folds, test_folds, epochs, batch_size, learning_rate,
         seed, min_sensitivity, min_specificity, bands, min_quality, cross_fit, confidence,
         overwrite, verbose, quiet):
-    """Train an MI detector on PTB-XL folds and evaluate it.
+    """Train an MI detector on PTB-XL folds and evaluate it (or, with --task beats, an
+    abnormal-beat detector on ECG5000 by repeated cross-validation).
 
     Defaults follow PTB-XL's recommendation for the full corpus (train 1-8, validate 9, test
     10). The shipped sample holds folds 1-8 only: pass e.g. --train-folds 1-6 --val-folds 7
@@ -93,16 +129,30 @@ def fit(data, out, arch, train_folds, val_folds, test_folds, epochs, batch_size,
 
     \b
         train fit --data out/ptbxl-100 --out out/run --train-folds 1-6 --val-folds 7 --test-folds 8
+        train fit --data out/ptbxl-100 --out out/run-res --arch resnet1d --window 2.5 ...
+        train fit --task beats --data out/ecg5000 --out out/run-beats --arch beatcnn
     """
+    setup_logging(verbose, quiet)
+    wanted = BEAT_ARCHITECTURES if task == "beats" else ARCHITECTURES
+    arch = arch or ("beatcnn" if task == "beats" else "cnnlstm")
+    if arch not in wanted:
+        fail(f"--arch {arch} is not a {task} architecture; choose one of {sorted(wanted)}",
+             ExitCode.USAGE)
+    if task == "beats":
+        _fit_beats(data, out, arch, denoiser, cv_folds, repeats, epochs, seed, min_sensitivity,
+                   min_specificity, confidence, overwrite)
+        return
     from train.fit import FitConfig
     from train.fit import fit as run_fit
 
-    setup_logging(verbose, quiet)
     config = FitConfig(arch=arch, train_folds=train_folds, val_folds=val_folds,
                        test_folds=test_folds, epochs=epochs, batch_size=batch_size,
                        learning_rate=learning_rate, seed=seed, min_sensitivity=min_sensitivity,
                        min_specificity=min_specificity, bands=bands, min_quality=min_quality,
-                       cross_fit=cross_fit, confidence=confidence)
+                       cross_fit=cross_fit, confidence=confidence,
+                       window_seconds=window_seconds, stride_seconds=stride_seconds,
+                       aggregation=aggregation,
+                       mix_rate_data=str(mix_rate_data) if mix_rate_data else None)
     try:
         run = run_fit(data, out, config, overwrite=overwrite, verbose=0)
     except OutputExistsError as e:
@@ -117,6 +167,30 @@ def fit(data, out, arch, train_folds, val_folds, test_folds, epochs, batch_size,
         f"(95% CI {metrics['roc_auc_ci95'][0]:.3f}-{metrics['roc_auc_ci95'][1]:.3f}), "
         f"bands {run['bands']['low']:.4f}/{run['bands']['high']:.4f}, "
         f"{run['epochs_run']} epochs -> {out}/report.md"
+    )
+
+
+def _fit_beats(data, out, arch, denoiser, cv_folds, repeats, epochs, seed, min_sensitivity,
+               min_specificity, confidence, overwrite) -> None:
+    from train.beats import BeatConfig, fit_beats
+
+    config = BeatConfig(arch=arch, denoiser=denoiser, folds=cv_folds, repeats=repeats,
+                        epochs=epochs, seed=seed, min_sensitivity=min_sensitivity,
+                        min_specificity=min_specificity, confidence=confidence)
+    try:
+        run = fit_beats(data, out, config, overwrite=overwrite)
+    except OutputExistsError as e:
+        fail(str(e), ExitCode.OUTPUT_EXISTS)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e), ExitCode.FATAL)
+    except OutputError as e:
+        fail(str(e), ExitCode.OUTPUT_ERROR)
+    m = json.loads((out / "metrics.json").read_text())["cross_validation"]
+    click.echo(
+        f"{arch} (beats): cross-validated ROC AUC {m['roc_auc']:.3f} (95% CI "
+        f"{m['roc_auc_ci95'][0]:.3f}-{m['roc_auc_ci95'][1]:.3f}), recall {m['recall']:.3f}, "
+        f"specificity {m['specificity']:.3f}, bands {run['bands']['low']:.4f}/"
+        f"{run['bands']['high']:.4f} -> {out}/report.md"
     )
 
 

@@ -49,14 +49,15 @@ def out_of_fold(data_dir: str | os.PathLike[str], folds: tuple[int, ...],
         train_folds = tuple(f for f in folds if f not in (held_out, val_fold))
         cfg = dataclasses.replace(config, train_folds=train_folds, val_folds=(val_fold,),
                                   test_folds=(held_out,))
-        train = load_split(data_dir, train_folds, config.min_quality)
+        train = load_split(data_dir, train_folds, config.min_quality,
+                           alt_dir=config.mix_rate_data)
         val = load_split(data_dir, (val_fold,), config.min_quality)
         test = load_split(data_dir, (held_out,), config.min_quality)
         t0 = time.perf_counter()
         model, history, best = train_model(train, val, cfg)
         seconds += time.perf_counter() - t0
         samples += len(train) * len(history["loss"])
-        p = predict(model, test)
+        p = predict(model, test, cfg.windows(train))
         models.append(model)
         parts.append((test.ecg_id, np.full(len(test), held_out), test.y, p))
         per_fold[held_out] = {"roc_auc": roc_auc(test.y, p), "n": len(test),

@@ -22,7 +22,9 @@ from common.io import (
     prepare_output,
     sha256_file,
 )
+from signals.windows import WindowSpec, aggregate, commutes
 from train.calibrate import (
+    METHODS,
     Calibrator,
     brier,
     choose_calibrator,
@@ -71,10 +73,26 @@ class FitConfig:
     min_quality: str = "poor"  # leave out records the quality gate calls worse (unusable)
     cross_fit: bool = True  # choose bands and calibration on out-of-fold predictions
     confidence: float = 0.95  # band targets must hold at this one-sided confidence
+    window_seconds: float | None = None  # crop/window length; 0: whole records
+    stride_seconds: float | None = None  # between scoring windows; None: half a window
+    aggregation: str | None = None  # window probabilities -> record (signals.windows)
+    one_cycle: bool | None = None  # cosine one-cycle learning rate
+    #: the same corpus ingested at another rate: training draws each record from either copy,
+    #: the other brought to this rate by the scorer's resampler (rate consistency)
+    mix_rate_data: str | None = None
 
     def setting(self, name: str) -> Any:
         value = getattr(self, name, None)
         return TRAINING_DEFAULTS[self.arch][name] if value is None else value
+
+    def windows(self, split: Split) -> WindowSpec:
+        """The windows this configuration trains on (crops) and scores ``split`` by."""
+        seconds = self.setting("window_seconds")
+        length = split.n_samples if not seconds else min(split.n_samples,
+                                                          round(seconds * split.fs))
+        stride_s = self.setting("stride_seconds")
+        stride = round(stride_s * split.fs) if stride_s else max(1, length // 2)
+        return WindowSpec(length, min(stride, length), self.setting("aggregation"))
 
 
 def quality_counts(data_dir: str | os.PathLike[str]) -> dict[str, int]:
@@ -92,13 +110,42 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def predict(model, split: Split, batch_size: int = 256) -> np.ndarray:
-    """MI probabilities for every record of ``split`` (float32 mV batches, as the scorer feeds)."""
-    out = [
-        model.predict_on_batch(split.millivolts(slice(i, i + batch_size))).reshape(-1)
-        for i in range(0, len(split), batch_size)
-    ]
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+def predict_windows(model, split: Split, spec: WindowSpec,
+                    batch_records: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of every scoring window of ``split`` (float32 mV, cut as the scorer cuts
+    them) and each window's record index."""
+    probs, owners = [], []
+    for i in range(0, len(split), batch_records):
+        x, own = split.windows(spec, slice(i, i + batch_records))
+        probs.append(np.asarray(model.predict_on_batch(x)).reshape(-1))
+        owners.append(own + i)
+    if not probs:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    return np.concatenate(probs), np.concatenate(owners)
+
+
+def predict(model, split: Split, spec: WindowSpec) -> np.ndarray:
+    """MI probability of every record of ``split``: its windows' aggregated as the scorer
+    aggregates them (:func:`signals.windows.aggregate`)."""
+    p, owners = predict_windows(model, split, spec)
+    return aggregate(p, owners, len(split), spec.aggregation)
+
+
+class _WindowedValidation:
+    """Keras callback: validation ROC AUC and loss of the aggregated record probabilities,
+    so early stopping judges what the scorer will output (crops are not records)."""
+
+    def __new__(cls, val: Split, spec: WindowSpec):
+        import keras
+
+        class WindowedValidation(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                p = predict(self.model, val, spec)
+                q = np.clip(p, 1e-7, 1 - 1e-7)
+                logs["val_auc"] = roc_auc(val.y, p)
+                logs["val_loss"] = float(-np.mean(val.y * np.log(q) + (1 - val.y) * np.log1p(-q)))
+
+        return WindowedValidation()
 
 
 class _EpochLog:
@@ -131,11 +178,14 @@ def train_model(
     if config.arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {config.arch!r}")
     seed_everything(config.seed)
+    spec = config.windows(train)
     mean, var = fit_normalization(train)
-    model = build_model(config.arch, train.n_samples, train.fs, mean, var,
-                        learning_rate=config.learning_rate)
     batch_size = config.setting("batch_size")
-    callbacks = [_EpochLog(_LOGGER)]
+    steps = -(-len(train) // batch_size) * config.setting("epochs")
+    model = build_model(config.arch, spec.length, train.fs, mean, var,
+                        learning_rate=config.learning_rate,
+                        total_steps=steps if config.setting("one_cycle") else None)
+    callbacks = [_WindowedValidation(val, spec), _EpochLog(_LOGGER)]
     if TRAINING_DEFAULTS[config.arch]["early_stopping"]:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True,
@@ -148,8 +198,7 @@ def train_model(
         class_weight = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
     hist = model.fit(
         tf_dataset(train, batch_size, shuffle=True, seed=config.seed,
-                   augment=TRAINING_DEFAULTS[config.arch]["augment"]),
-        validation_data=tf_dataset(val, 256, shuffle=False, seed=0),
+                   augment=TRAINING_DEFAULTS[config.arch]["augment"], crop=spec.length),
         epochs=config.setting("epochs"),
         class_weight=class_weight,
         callbacks=callbacks,
@@ -181,7 +230,8 @@ def fit(
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
     prepare_output(out_dir, overwrite)
     splits = {
-        "train": load_split(data_dir, config.train_folds, config.min_quality),
+        "train": load_split(data_dir, config.train_folds, config.min_quality,
+                            alt_dir=config.mix_rate_data),
         "validation": load_split(data_dir, config.val_folds, config.min_quality),
         "test": load_split(data_dir, config.test_folds, config.min_quality),
     }
@@ -208,7 +258,8 @@ def fit(
         model, history, best_epoch = train_model(splits["train"], splits["validation"], config,
                                                  verbose=verbose)
         seconds = time.perf_counter() - t0
-        raw = {name: predict(model, s) for name, s in splits.items()}
+        spec = config.windows(splits["train"])
+        raw = {name: predict(model, s, spec) for name, s in splits.items()}
         # bands and calibration are chosen on predictions for records no model trained on:
         # out-of-fold over every non-test fold (cross-fitting), or the validation folds alone
         if config.cross_fit:
@@ -220,7 +271,10 @@ def fit(
             chosen_on = f"out-of-fold predictions of {len(folds)} cross-fitted models, folds " \
                         f"{list(folds)}"
             oof_y, oof_p, oof_ids = oof.y, oof.p, oof.ecg_id
-            calibrator, calibration = choose_calibrator(oof_p, oof_y, oof.fold)
+            # only calibrators that give the same record probability whether applied before
+            # (the scorer: inside the graph, per window) or after aggregation (here)
+            methods = tuple(m for m in METHODS if commutes(m, spec.aggregation))
+            calibrator, calibration = choose_calibrator(oof_p, oof_y, oof.fold, methods)
         else:
             v = splits["validation"]
             oof_y, oof_p, oof_ids = v.y, raw["validation"], v.ecg_id
@@ -256,7 +310,10 @@ def fit(
         if config.cross_fit:
             # the alternative export: the K fold models averaged in one graph (train export
             # --ensemble); how it compares on the test folds with the final model
-            ens = np.mean([predict(m, splits["test"]) for m in oof.models], axis=0)
+            # the graph averages the members' window probabilities, then aggregates
+            members = [predict_windows(m, splits["test"], spec) for m in oof.models]
+            ens = aggregate(np.mean([p for p, _ in members], axis=0), members[0][1],
+                            len(splits["test"]), spec.aggregation)
             lo_e, hi_e = bootstrap_auc_ci(ty, ens, seed=config.seed)
             metrics["ensemble"] = {"models": len(oof.models), "test_roc_auc": roc_auc(ty, ens),
                                    "test_roc_auc_ci95": [lo_e, hi_e],
@@ -285,7 +342,12 @@ def fit(
             "arch": config.arch,
             "config": asdict(config),
             "fs": splits["train"].fs,
-            "input_samples": splits["train"].n_samples,
+            "input_samples": spec.length,
+            "window": {"length": spec.length, "stride": spec.stride,
+                       "aggregation": spec.aggregation, "seconds": spec.length / splits[
+                           "train"].fs, "stride_seconds": spec.stride / splits["train"].fs,
+                       "record_samples": splits["train"].n_samples,
+                       "one_cycle": bool(config.setting("one_cycle"))},
             "folds": {"train": list(config.train_folds), "val": list(config.val_folds),
                       "test": list(config.test_folds)},
             "records": {k: len(s) for k, s in splits.items()},

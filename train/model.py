@@ -73,30 +73,88 @@ def build_cnnlstm(n_samples: int, fs: int, mean: np.ndarray, var: np.ndarray):
     return keras.Model(inp, out, name="cnnlstm")
 
 
-ARCHITECTURES: dict[str, Callable] = {"seed": build_seed, "cnnlstm": build_cnnlstm}
+def build_resnet1d(n_samples: int, fs: int, mean: np.ndarray, var: np.ndarray):
+    """A small residual 1-D CNN after the PTB-XL benchmark's resnet1d/xresnet1d family.
+
+    A stride-``fs/100`` stem (so 500 Hz input costs what 100 Hz does after it), four residual
+    blocks of two Conv-BN layers (32, 64, 64, 128 filters, the second and fourth halving the
+    length), and concat pooling (global average and max) into a dropout and a sigmoid unit.
+    Sized for 2 CPU cores and windows of a few seconds.
+    """
+    import keras
+    from keras import layers, regularizers
+
+    l2 = regularizers.L2(1e-4)
+
+    def conv(x, filters, kernel, stride=1):
+        x = layers.Conv1D(filters, kernel, strides=stride, padding="same", use_bias=False,
+                          kernel_regularizer=l2)(x)
+        return layers.BatchNormalization()(x)
+
+    inp = keras.Input((n_samples, len(LEADS)), name="ecg_mv")
+    x = _normalization(mean, var)(inp)
+    x = layers.Activation("relu")(conv(x, 32, 7, stride=max(1, fs // 100)))
+    for filters, stride in [(32, 1), (64, 2), (64, 1), (128, 2)]:
+        shortcut = x
+        y = layers.Activation("relu")(conv(x, filters, 5, stride))
+        y = conv(y, filters, 5)
+        if stride != 1 or shortcut.shape[-1] != filters:
+            shortcut = conv(shortcut, filters, 1, stride)
+        x = layers.Activation("relu")(layers.Add()([shortcut, y]))
+    x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+    x = layers.Dropout(0.3)(x)
+    out = layers.Dense(1, activation="sigmoid", name="mi_probability")(x)
+    return keras.Model(inp, out, name="resnet1d")
+
+
+ARCHITECTURES: dict[str, Callable] = {"seed": build_seed, "cnnlstm": build_cnnlstm,
+                                      "resnet1d": build_resnet1d}
 
 #: Per-architecture training settings; ``train fit`` options override them.
+#: ``window_seconds`` 0 trains on whole records; otherwise on random crops of that length, and
+#: records are scored by sliding windows (``stride_seconds``, None: half a window) whose
+#: probabilities are aggregated (``aggregation``, see :mod:`signals.windows`).
+#: ``one_cycle``: the learning rate warms up from 1/25 of its peak over the first 30 % of the
+#: steps, then follows a cosine down to 1/250 of it (cosine one-cycle).
 TRAINING_DEFAULTS: dict[str, dict] = {
     # The reference notebook: no class weights, no early stopping, no augmentation.
     "seed": {"batch_size": 16, "epochs": 10, "learning_rate": 1e-3, "class_weight": False,
-             "early_stopping": False, "augment": False},
+             "early_stopping": False, "augment": False, "window_seconds": 0.0,
+             "stride_seconds": None, "aggregation": "logit_mean", "one_cycle": False},
     "cnnlstm": {"batch_size": 32, "epochs": 40, "learning_rate": 2e-3, "class_weight": True,
-                "early_stopping": True, "augment": True},
+                "early_stopping": True, "augment": True, "window_seconds": 0.0,
+                "stride_seconds": None, "aggregation": "logit_mean", "one_cycle": False},
+    "resnet1d": {"batch_size": 32, "epochs": 40, "learning_rate": 3e-3, "class_weight": True,
+                 "early_stopping": True, "augment": True, "window_seconds": 2.5,
+                 "stride_seconds": 1.25, "aggregation": "logit_mean", "one_cycle": True},
 }
+
+
+def one_cycle(peak: float, total_steps: int):
+    """Cosine one-cycle schedule: warm up from ``peak / 25`` to ``peak`` over 30 % of
+    ``total_steps``, then cosine decay to ``peak / 250``."""
+    import keras
+
+    warm = max(1, int(0.3 * total_steps))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 25, decay_steps=max(1, total_steps - warm), alpha=1 / 250,
+        warmup_target=peak, warmup_steps=warm)
 
 
 def build_model(
     arch: str, n_samples: int, fs: int, mean: np.ndarray, var: np.ndarray,
-    learning_rate: float | None = None,
+    learning_rate: float | None = None, total_steps: int | None = None,
 ):
-    """Build and compile architecture ``arch`` (see :data:`ARCHITECTURES`)."""
+    """Build and compile architecture ``arch`` (see :data:`ARCHITECTURES`); with
+    ``total_steps``, the learning rate follows :func:`one_cycle` over that many steps."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
     import keras
 
     model = ARCHITECTURES[arch](n_samples, fs, mean, var)
+    lr = learning_rate or TRAINING_DEFAULTS[arch]["learning_rate"]
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate or TRAINING_DEFAULTS[arch]["learning_rate"]),
+        optimizer=keras.optimizers.Adam(one_cycle(lr, total_steps) if total_steps else lr),
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")],
     )

@@ -1,0 +1,148 @@
+"""Model variants by 8-fold out-of-fold cross-validation on the shipped sample.
+
+Every variant goes through the same folds, seed and code as ``train fit --cross-fit``: one
+model per held-out fold (early-stopped on the next fold), its out-of-fold record
+probabilities pooled.  Reported per variant: ROC AUC with a 95 % bootstrap CI; the Brier score
+and ECE of the calibrator ``train fit`` would choose, on held-out folds; and the bands chosen on
+the calibrated out-of-fold probabilities, with sensitivity at the low threshold and
+specificity at the high one and their exact 95 % lower bounds.
+
+    python benchmarks/experiments.py --work /tmp/benchwork --only crop-mean,resnet1d
+
+Prints one Markdown row per variant and appends its figures to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: name -> (FitConfig overrides, what it changes)
+VARIANTS: dict[str, tuple[dict, str]] = {
+    "seed": ({"arch": "seed"}, "the reference notebook's model, whole 10 s records"),
+    "cnnlstm": ({"arch": "cnnlstm"}, "CNN-LSTM on whole 10 s records (the former default)"),
+    "cnnlstm-crop-logit": ({"arch": "cnnlstm", "window_seconds": 2.5, "stride_seconds": 1.25,
+                            "aggregation": "logit_mean"},
+                           "random 2.5 s crops; 7 windows (1.25 s stride), mean log-odds"),
+    "cnnlstm-crop-max": ({"arch": "cnnlstm", "window_seconds": 2.5, "stride_seconds": 1.25,
+                          "aggregation": "max"}, "as above, maximum over windows"),
+    "cnnlstm-crop-1cycle": ({"arch": "cnnlstm", "window_seconds": 2.5, "stride_seconds": 1.25,
+                             "aggregation": "logit_mean", "one_cycle": True},
+                            "crops, mean log-odds, one-cycle learning rate"),
+    "cnnlstm-crop5": ({"arch": "cnnlstm", "window_seconds": 5.0, "stride_seconds": 2.5,
+                       "aggregation": "logit_mean"},
+                      "random 5 s crops; 3 windows (2.5 s stride), mean log-odds"),
+    "cnnlstm-mixrate": ({"arch": "cnnlstm", "mix_rate_data": "{work}/sample-500"},
+                        "whole records, each drawn from its 100 Hz file or its 500 Hz file "
+                        "through the scorer's resampler"),
+    "resnet1d": ({"arch": "resnet1d"},
+                 "residual CNN, 2.5 s crops, mean log-odds, one-cycle (its defaults)"),
+    "resnet1d-max": ({"arch": "resnet1d", "aggregation": "max"}, "residual CNN, maximum"),
+    "resnet1d-whole": ({"arch": "resnet1d", "window_seconds": 0.0},
+                       "residual CNN on whole 10 s records, one-cycle"),
+    "resnet1d-constant-lr": ({"arch": "resnet1d", "one_cycle": False},
+                             "residual CNN, crops, constant learning rate 3e-3"),
+}
+
+
+def run(name: str, data: Path, seed: int = 0) -> dict:
+    """Cross-validate one variant (``{work}`` in its settings is ``data``'s folder)."""
+    import numpy as np
+
+    from signals.windows import commutes
+    from train.calibrate import METHODS, choose_calibrator
+    from train.cv import out_of_fold
+    from train.evaluate import band_report, bootstrap_auc_ci, choose_bands, roc_auc
+    from train.fit import FitConfig
+
+    overrides, what = VARIANTS[name]
+    overrides = {k: v.format(work=data.parent) if isinstance(v, str) else v
+                 for k, v in overrides.items()}
+    config = FitConfig(seed=seed, **overrides)
+    folds = tuple(range(1, 9))
+    t0 = time.perf_counter()
+    oof = out_of_fold(data, folds, config)
+    seconds = time.perf_counter() - t0
+    y, p = oof.y, oof.p
+    lo, hi = bootstrap_auc_ci(y, p, seed=seed)
+    agg = config.setting("aggregation")
+    methods = tuple(m for m in METHODS if commutes(m, agg))
+    cal, table = choose_calibrator(p, y, oof.fold, methods)
+    q = cal(p)
+    bands = choose_bands(y, q, 0.95, 0.95, confidence=0.95)
+    report = band_report(y, q, bands, 0.95, 0.95, 0.95)
+    borderline = float(np.mean((q >= bands.low) & (q < bands.high)))
+    chosen = table["held_out"][table["chosen"]]
+    return {
+        "variant": name, "what": what, "config": VARIANTS[name][0], "seed": seed,
+        "n": int(len(y)), "n_mi": int(y.sum()),
+        "oof_roc_auc": roc_auc(y, p), "oof_roc_auc_ci95": [lo, hi],
+        "per_fold_auc": {int(k): v["roc_auc"] for k, v in oof.per_fold.items()},
+        "calibrator": table["chosen"], "brier": chosen["brier"], "ece": chosen["ece"],
+        "brier_uncalibrated": table["held_out"]["none"]["brier"],
+        "ece_uncalibrated": table["held_out"]["none"]["ece"],
+        "bands": [bands.low, bands.high], "borderline_fraction": borderline,
+        "sensitivity_low": report["low"]["estimate"], "sensitivity_low_lb": report["low"][
+            "lower_bound"],
+        "specificity_high": report["high"]["estimate"], "specificity_high_lb": report["high"][
+            "lower_bound"],
+        "cv_seconds": seconds,
+    }
+
+
+def row(r: dict) -> str:
+    return (f"| `{r['variant']}` | {r['what']} | **{r['oof_roc_auc']:.3f}** "
+            f"({r['oof_roc_auc_ci95'][0]:.3f}-{r['oof_roc_auc_ci95'][1]:.3f}) | "
+            f"{r['brier_uncalibrated']:.3f} -> {r['brier']:.3f} ({r['calibrator']}) | "
+            f"{r['ece_uncalibrated']:.3f} -> {r['ece']:.3f} | "
+            f"{r['sensitivity_low']:.3f} (>= {r['sensitivity_low_lb']:.3f}) | "
+            f"{r['specificity_high']:.3f} (>= {r['specificity_high_lb']:.3f}) | "
+            f"{r['borderline_fraction']:.0%} | {r['cv_seconds']:.0f} s |")
+
+
+HEADER = ("| variant | change | out-of-fold ROC AUC (95% CI) | Brier raw -> calibrated | "
+          "ECE raw -> calibrated | sensitivity at low (95% lower bound) | specificity at high "
+          "(95% lower bound) | borderline | CV wall |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/benchwork"))
+    ap.add_argument("--only", default=",".join(VARIANTS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=REPO / "benchmarks" / "EXPERIMENTS.json")
+    ap.add_argument("--table", action="store_true",
+                    help="print the table of every result in --json and stop")
+    args = ap.parse_args()
+    if args.table:
+        print(HEADER)
+        for r in json.loads(args.json.read_text()).values():
+            print(row(r).replace(f"| `{r['variant']}` |", f"| `{r['variant']}` (seed "
+                                                           f"{r['seed']}) |", 1))
+        return
+    from ingest import convert_ptbxl
+
+    data = args.work / "sample-100"
+    for rate in (100, 500):
+        if not (args.work / f"sample-{rate}").exists():
+            convert_ptbxl(REPO / "data" / "ptbxl-sample", args.work / f"sample-{rate}",
+                          rate=rate, n_jobs=1)
+    results = json.loads(args.json.read_text()) if args.json.exists() else {}
+    print(HEADER, flush=True)
+    for name in args.only.split(","):
+        r = run(name, data, args.seed)
+        results[f"{name}/seed{args.seed}"] = r
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        print(row(r), flush=True)
+
+
+if __name__ == "__main__":
+    main()
