@@ -2,9 +2,11 @@
 # Every target sets itself up (creates .venv and installs) on a fresh machine.
 #
 #   make demo                       whole pipeline on the shipped sample, then score it
+#   make demo-beats                 the ECG5000 beat system end to end (a demonstration)
 #   make test                       the test suite (what CI runs)
 #   make ingest train export PTBXL_DIR=/path/to/ptb-xl     the full corpus
-#   variables: RATE=100|500  ARCH=cnnlstm|seed  EPOCHS=N  OUT=out  SCORE_INPUT=DIR  RESULTS=FILE
+#   variables: RATE=100|500  ARCH=cnnlstm|resnet1d|seed  EPOCHS=N  OUT=out  SCORE_INPUT=DIR
+#              RESULTS=FILE  BEAT_ARCH=beatcnn|seed003
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -33,17 +35,24 @@ else
 FOLDS ?= --train-folds 1-8 --val-folds 9 --test-folds 10
 endif
 
-.PHONY: help setup ingest train export score demo test bench lint clean download-ptbxl
+# the beat system (ECG5000)
+BEAT_ARCH ?= beatcnn
+ECG5000 := data/ecg5000/ECG5000_TRAIN.txt
+BEATS_DATA := $(OUT)/ecg5000
+BEATS_RUN := $(OUT)/run-beats-$(BEAT_ARCH)
+BEATS_MODEL := $(OUT)/beats.onnx
+
+.PHONY: help setup ingest train export score demo demo-beats test bench lint clean download-ptbxl
 
 help:
-	@sed -n '1,9p' Makefile
+	@sed -n '1,11p' Makefile
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train,signals,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,signals,formats,dev]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -65,6 +74,20 @@ score: $(MODEL) | setup
 
 demo: score
 	@echo "Report: $(RUN)/report.md   Model card: $(OUT)/model_card.md   Results: $(RESULTS)"
+
+$(BEATS_DATA)/manifest.json: $(ECG5000) | setup
+	$(BIN)/ingest ecg5000 --input $(ECG5000) --out $(BEATS_DATA) --overwrite
+
+$(BEATS_RUN)/model.keras: $(BEATS_DATA)/manifest.json | setup
+	$(BIN)/train fit --task beats --data $(BEATS_DATA) --out $(BEATS_RUN) --arch $(BEAT_ARCH) --overwrite
+
+$(BEATS_MODEL): $(BEATS_RUN)/model.keras | setup
+	$(BIN)/train export --run $(BEATS_RUN) --out $(BEATS_MODEL) --overwrite
+
+demo-beats: $(BEATS_MODEL) | setup
+	$(BIN)/infer score --model $(BEATS_MODEL) --input data/ecg5000 --out $(OUT)/beats-results.parquet --overwrite
+	$(BIN)/infer score --model $(BEATS_MODEL) --input $(SAMPLE_DIR)/records500 --beats --out $(OUT)/beats-per-record.parquet --overwrite
+	@echo "Report: $(BEATS_RUN)/report.md   Model card: $(OUT)/beats_card.md   Results: $(OUT)/beats-results.parquet, $(OUT)/beats-per-record.parquet"
 
 download-ptbxl: | setup
 	$(BIN)/ingest download --dest $(if $(filter $(PTBXL_DIR),$(SAMPLE_DIR)),data/ptb-xl,$(PTBXL_DIR))

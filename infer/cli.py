@@ -42,7 +42,8 @@ def cli() -> None:
 @cli.command()
 @click.option("--input", "input_dir", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder searched for WFDB records (.hea + signal file) and CSV files.")
+              help="Folder searched for WFDB records (.hea + signal file), CSV files and "
+                   "hospital exports (DICOM, HL7 aECG, GE MUSE and Philips XML, EDF).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Results table: Parquet, or CSV if the name ends in .csv.")
 @click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,
@@ -63,6 +64,12 @@ def cli() -> None:
 @click.option("--measurements", is_flag=True,
               help="Add heart rate, RR, QRS duration and R/T amplitudes (lead II) to each row "
                    "(needs the signals extra; about 40 ms per record).")
+@click.option("--beats", is_flag=True,
+              help="Beat models: cut 12-lead records into beats around R peaks (needs the "
+                   "signals extra) and report per record the number and fraction of abnormal "
+                   "beats. Beat files (.txt, .csv) are scored beat by beat without it.")
+@click.option("--beat-lead", default="II", show_default=True,
+              help="With --beats: the lead the beats are cut from.")
 @click.option("--bands", callback=parse_bands, default=None, metavar="LOW,HIGH",
               help="Band thresholds [default: the model's, chosen on validation].")
 @click.option("--n-jobs", type=int, default=None,
@@ -72,8 +79,8 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
 def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad_short,
-          allow_missing_leads, measurements, bands, n_jobs, fail_on_error, overwrite, verbose,
-          quiet):
+          allow_missing_leads, measurements, beats, beat_lead, bands, n_jobs, fail_on_error,
+          overwrite, verbose, quiet):
     """Score every ECG record under --input and write one results row per record.
 
     Each row has the MI probability, a band (normal / borderline / MI, from the model's
@@ -83,13 +90,19 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
     ECG) is never scored, a poor one is scored with a warning (columns quality and
     quality_issues). Records are put in the model's
     lead order and resampled to its rate; longer records are scored in overlapping windows
-    whose probabilities are averaged.
+    whose probabilities are aggregated as the model's contract says.
+
+    With a beat model (`train fit --task beats`, ECG5000), beat files get one row per beat
+    (abnormal_probability, band normal / borderline / abnormal), and --beats cuts 12-lead
+    records into beats of --beat-lead and reports n_beats and abnormal_fraction per record.
 
     Example:
 
     \b
         infer score --input data/ptbxl-sample/records100 --out results.parquet
         infer score --input exports/ --out results.csv --pattern '*.csv' --csv-fs 500
+        infer score --model out/beats.onnx --input data/ecg5000 --out beats.parquet
+        infer score --model out/beats.onnx --input records/ --beats --out per-record.parquet
     """
     from infer.score import Model, NoInputError, ScoreOptions, score_dir, write_results
 
@@ -105,7 +118,19 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
         model = Model(model_path)
     except (FileNotFoundError, ModelContractError) as e:
         fail(str(e), ExitCode.FATAL)
-    if measurements:
+    task = model.contract.task
+    if beats and task != "beats":
+        fail(f"--beats needs a beat model; {model_path} is an {task.upper()} model (train one "
+             "with `train fit --task beats`)", ExitCode.USAGE)
+    if beats:
+        from schemas import canonical_lead
+
+        lead = canonical_lead(beat_lead)
+        if lead is None:
+            fail(f"--beat-lead {beat_lead!r} is not a lead name (I, II, V1, aVR, ...)",
+                 ExitCode.USAGE)
+        beat_lead = lead
+    if measurements or beats:
         from signals.measure import MeasurementExtraMissing, require_neurokit
 
         try:
@@ -113,7 +138,8 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
         except MeasurementExtraMissing as e:
             fail(str(e), ExitCode.FATAL)
     options = ScoreOptions(csv_fs=csv_fs, csv_units=csv_units, pad_short=pad_short,
-                           allow_missing_leads=allow_missing_leads, measurements=measurements)
+                           allow_missing_leads=allow_missing_leads, measurements=measurements,
+                           beats=beats, beat_lead=beat_lead)
     try:
         with terminating_cleanly():
             with progress_bar("scoring", enabled=not quiet) as update:
@@ -137,6 +163,12 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
         if status == "skipped":
             _LOGGER.info("skipped %s", message)
     click.echo(f"{summary.line()} -> {out}", err=quiet)
+    if summary.ignored:
+        from infer.score import _ignored_text
+
+        click.echo(f"not ECG inputs, not scored: {_ignored_text(summary.ignored)} files "
+                   "(inputs are WFDB .hea, .csv, DICOM, HL7 aECG / GE MUSE / Philips .xml, "
+                   ".edf)", err=quiet)
     click.echo(_bands_line(model.contract, bands), err=quiet)
     if summary.status["error"] and not summary.scored:
         fail(f"none of the {summary.status['error']} records could be scored; {out} lists "
@@ -149,7 +181,8 @@ def _bands_line(c, bands) -> str:
     """The bands in force and, from the contract, what they achieve with their bounds."""
     if bands is not None:
         return f"bands (--bands): {bands[0]:.4f} / {bands[1]:.4f} (bounds not known)"
-    line = f"bands: normal < {c.band_low:.4f} <= borderline < {c.band_high:.4f} <= MI"
+    positive = "abnormal" if c.task == "beats" else "MI"
+    line = f"bands: normal < {c.band_low:.4f} <= borderline < {c.band_high:.4f} <= {positive}"
     parts = []
     for side in ("low", "high"):
         b = c.band_bounds.get(side)

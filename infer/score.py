@@ -18,6 +18,8 @@ from common.errors import RecordError
 from common.io import atomic_write, sha256_file
 from infer.preprocess import PLAUSIBLE_CSV_SECONDS, Conformed, conform, to_windows
 from infer.readers import (
+    BEAT_INPUT_FORMATS,
+    INPUT_FORMATS,
     NotAnEcgError,
     discover,
     input_format,
@@ -29,6 +31,7 @@ from infer.readers import (
 from schemas import RESULTS_SCHEMA, Band, ModelContract, ModelContractError, band_for
 from signals.measure import measurement_row
 from signals.quality import SUB_BATCH, Quality, QualityLevel, ecg_quality
+from signals.windows import aggregate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ class ScoreOptions:
     pad_short: bool = False
     allow_missing_leads: bool = False
     measurements: bool = False  # R peaks and the MEASUREMENT_FIELDS (needs the signals extra)
+    beats: bool = False  # beat models: cut 12-lead records into beats (needs the signals extra)
+    beat_lead: str = "II"  # ... of this lead
 
 
 class Model:
@@ -144,10 +149,15 @@ def _read_one(path: str, fmt: str, contract: ModelContract, options: ScoreOption
     try:
         if fmt == "wfdb":
             raw = read_wfdb(path, root=root)
-        else:
+        elif fmt == "csv":
             raw = read_csv(path, fs=options.csv_fs or contract.fs, units=options.csv_units)
             if options.csv_fs is None:
                 _note_assumed_rate(raw, contract.fs)
+        else:
+            from infer.formats import read_export, sniff
+
+            row["format"] = sniff(path) or "unknown"
+            raw = read_export(path)
         row["input_fs"] = raw.fs
         row["duration_s"] = raw.signal.shape[0] / raw.fs
         return row, conform(raw, contract, options.allow_missing_leads)
@@ -243,17 +253,15 @@ def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions,
 
 def _predict(model: Model, good: list[tuple[dict, tuple[np.ndarray, np.ndarray, int]]],
              batch_windows: int = BATCH_WINDOWS) -> list[float]:
-    """Each record's probability: the mean over its windows.  Windows are views into each
-    record's signal, copied into batches of ``batch_windows``, so memory is bounded whatever
-    the records' lengths."""
-    sums = np.zeros(len(good))
-    batch, owners = [], []
+    """Each record's probability: its windows' probabilities aggregated as the contract says
+    (:func:`signals.windows.aggregate`, as in training).  Windows are views into each record's
+    signal, copied into batches of ``batch_windows``, so memory is bounded whatever the
+    records' lengths."""
+    probs, batch, owners = [], [], []
 
     def flush():
-        p = model.predict(np.stack(batch), batch_size=batch_windows)
-        np.add.at(sums, np.asarray(owners), p)
+        probs.append(model.predict(np.stack(batch), batch_size=batch_windows))
         batch.clear()
-        owners.clear()
 
     for k, (_, (signal, starts, length)) in enumerate(good):
         for start in starts:
@@ -263,7 +271,8 @@ def _predict(model: Model, good: list[tuple[dict, tuple[np.ndarray, np.ndarray, 
                 flush()
     if batch:
         flush()
-    return (sums / np.array([len(starts) for _, (_, starts, _) in good])).tolist()
+    return aggregate(np.concatenate(probs), np.asarray(owners), len(good),
+                     model.contract.aggregation).tolist()
 
 
 def _chunks(inputs: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
@@ -293,8 +302,11 @@ class ScoreSummary:
     n: int = 0
     status: dict[str, int] = field(
         default_factory=lambda: {"ok": 0, "warning": 0, "error": 0, "skipped": 0})
-    bands: dict[str, int] = field(default_factory=lambda: {b.value: 0 for b in Band})
+    bands: dict[str, int] = field(
+        default_factory=lambda: {b.value: 0 for b in (Band.NORMAL, Band.BORDERLINE, Band.MI)})
     seconds: float = 0.0
+    unit: str = "records"  # what the rate in the summary line counts
+    ignored: dict[str, int] = field(default_factory=dict)  # other files, by extension
     first_errors: list[str] = field(default_factory=list)
 
     @property
@@ -303,10 +315,11 @@ class ScoreSummary:
 
     def line(self) -> str:
         rate = self.n / self.seconds if self.seconds else 0.0
-        return (f"{self.n} inputs: {self.status['ok']} ok, {self.status['warning']} warnings, "
+        what = "inputs" if self.unit == "records" else self.unit
+        return (f"{self.n} {what}: {self.status['ok']} ok, {self.status['warning']} warnings, "
                 f"{self.status['error']} errors, {self.status['skipped']} skipped; bands: "
                 + ", ".join(f"{k} {v}" for k, v in self.bands.items())
-                + f"; {rate:.0f} records/s")
+                + f"; {rate:.0f} {self.unit}/s")
 
 
 def score_inputs(
@@ -335,6 +348,9 @@ def score_inputs(
     t0 = time.perf_counter()
     contract = model.contract
     low, high = bands if bands is not None else (contract.band_low, contract.band_high)
+    if contract.task == "beats":
+        return _score_beats(inputs, model, options, low, high, progress, stop_on_error,
+                            skipped, root, t0)
     n_jobs = n_jobs or available_cores()
     parallel = n_jobs > 1 and len(inputs) >= MIN_PARALLEL_RECORDS
     pool = joblib.Parallel(n_jobs=n_jobs) if parallel else None
@@ -360,28 +376,56 @@ def score_inputs(
                 row["mi_probability"] = p
                 row["band"] = band_for(p, low, high).value
         for row, _ in prepared:
-            row["message"] = _cap(row.get("message", ""))
-            row["model_name"] = contract.model_name
-            row["model_sha256"] = model.sha256
-            row["scored_at"] = scored_at
-            summary.status[row["status"]] += 1
-            if row.get("band"):
-                summary.bands[row["band"]] += 1
-            if row["status"] == "error":
-                if stop_on_error:
-                    raise RecordError(row["message"], kind="stopped")
-                if len(summary.first_errors) < 5:
-                    summary.first_errors.append(row["message"])
+            _finish_row(row, model, scored_at, summary, stop_on_error)
             rows.append(row)
         if progress:
             progress(len(chunk), len(inputs))
     for row in extra:
-        row["message"] = _cap(row["message"])
-        row.update(model_name=contract.model_name, model_sha256=model.sha256,
-                   scored_at=scored_at)
-        summary.status["skipped"] += 1
+        _finish_row(row, model, scored_at, summary, stop_on_error)
         rows.append(row)
     summary.n = len(rows)
+    summary.seconds = time.perf_counter() - t0
+    return pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA), summary
+
+
+def _finish_row(row: dict[str, Any], model: Model, scored_at, summary: ScoreSummary,
+                stop_on_error: bool) -> None:
+    row["message"] = _cap(row.get("message", ""))
+    row.update(model_name=model.contract.model_name, model_sha256=model.sha256,
+               scored_at=scored_at)
+    summary.status[row["status"]] += 1
+    if row.get("band"):
+        summary.bands[row["band"]] += 1
+    if row["status"] == "error":
+        if stop_on_error:
+            raise RecordError(row["message"], kind="stopped")
+        if len(summary.first_errors) < 5:
+            summary.first_errors.append(row["message"])
+
+
+def _score_beats(inputs, model: Model, options: ScoreOptions, low: float, high: float,
+                 progress, stop_on_error: bool, skipped, root, t0: float):
+    """score_inputs for a beat model (see :mod:`infer.beats`): one process, input by input."""
+    from infer.beats import beat_rows
+
+    scored_at = datetime.now(UTC)
+    summary = ScoreSummary(bands={b.value: 0 for b in (Band.NORMAL, Band.BORDERLINE,
+                                                       Band.ABNORMAL)})
+    rows: list[dict[str, Any]] = []
+    root = None if root is None else os.fspath(root)
+    for path, fmt in inputs:
+        for row in beat_rows(path, fmt, model, options, low, high, root):
+            _finish_row(row, model, scored_at, summary, stop_on_error)
+            rows.append(row)
+        if progress:
+            progress(1, len(inputs))
+    for p, why in skipped:
+        row = {"record_id": record_id(p), "path": safe_text(p), "format": "other",
+               "status": "skipped", "message": f"{safe_text(p)}: {why}"}
+        _finish_row(row, model, scored_at, summary, stop_on_error)
+        rows.append(row)
+    summary.n = len(rows)
+    summary.unit = "rows"
     summary.seconds = time.perf_counter() - t0
     return pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA), summary
 
@@ -396,17 +440,26 @@ def score_dir(
     """Score every WFDB record and CSV file under ``input_dir`` (see :func:`score_inputs`);
     candidates that discovery skips (hidden, unreadable folders, link loops, pipes) get a
     ``skipped`` row each, with the reason."""
-    found = discover(input_dir, pattern=pattern, recursive=recursive)
+    formats = BEAT_INPUT_FORMATS if model.contract.task == "beats" else INPUT_FORMATS
+    found = discover(input_dir, pattern=pattern, recursive=recursive, formats=formats)
     inputs, skipped = found.inputs, found.skipped
     if not inputs:
         raise NoInputError(
             f"{input_dir}: no .hea or .csv files to score"
             + (f" matching {pattern!r}" if pattern else "")
             + ("" if recursive else " (not searching subfolders: drop --no-recursive)")
+            + (f"; other files: {_ignored_text(found.ignored)}" if found.ignored else "")
             + (f"; {len(skipped)} skipped, e.g. {skipped[0][0]}: {skipped[0][1]}"
                if skipped else "")
         )
-    return score_inputs(inputs, model, skipped=skipped, root=input_dir, **kwargs)
+    table, summary = score_inputs(inputs, model, skipped=skipped, root=input_dir, **kwargs)
+    summary.ignored = found.ignored
+    return table, summary
+
+
+def _ignored_text(ignored: dict[str, int]) -> str:
+    return ", ".join(f"{n} {ext}" for ext, n in list(ignored.items())[:8]) + (
+        ", ..." if len(ignored) > 8 else "")
 
 
 def write_results(table: pa.Table, out: str | os.PathLike[str], overwrite: bool = False) -> Path:

@@ -119,6 +119,51 @@ def ptbxl(
 
 
 @cli.command()
+@click.option("--input", "input_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="ECG5000 file: the UCR .txt (class first) or TensorFlow's ecg.csv (label "
+                   "last); the layout is detected from the content.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder (created; must not exist unless --overwrite).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing --out once the new one is complete.")
+@verbosity_options
+def ecg5000(input_file: Path, out: Path, overwrite: bool, verbose: bool, quiet: bool) -> None:
+    """Convert ECG5000 heartbeats (140 samples each) to OUT/beats.parquet.
+
+    Each row holds the beat's line number, its class (1 normal, 2-5 abnormal types; empty for
+    the two-class ecg.csv) and the binary label `abnormal` (any class but 1), with the 140
+    samples. Rows that are not beats are listed in OUT/errors.parquet with the line, the
+    problem and the fix; the rest are converted. ECG5000 comes from one patient with heart
+    failure: models trained on it are demonstrations.
+
+    Example:
+
+    \b
+        ingest ecg5000 --input data/ecg5000/ECG5000_TRAIN.txt --out out/ecg5000
+    """
+    from ingest.ecg5000 import BeatFileError, convert_ecg5000
+
+    setup_logging(verbose, quiet)
+    try:
+        with terminating_cleanly():
+            summary = convert_ecg5000(input_file, out, overwrite=overwrite)
+    except OutputIsInputError as e:
+        fail(str(e), ExitCode.USAGE)
+    except OutputExistsError as e:
+        fail(str(e), ExitCode.OUTPUT_EXISTS)
+    except (BeatFileError, NothingConvertedError) as e:
+        fail(str(e), ExitCode.FATAL)
+    except OutputError as e:
+        fail(str(e), ExitCode.OUTPUT_ERROR)
+    for message in summary.first_errors:
+        _LOGGER.warning(message)
+    click.echo(summary.line(), err=quiet)
+    if summary.n_errors:
+        raise SystemExit(int(ExitCode.PARTIAL))
+
+
+@cli.command()
 @click.option(
     "--dest",
     required=True,

@@ -6,6 +6,8 @@ Every stage imports its schemas, lead order, units and rates from here; tests as
 
 from schemas.ecg import (
     ADC_GAIN,
+    BEAT_SAMPLES,
+    BEATS_SCHEMA,
     ERRORS_SCHEMA,
     LEADS,
     MEASUREMENT_FIELDS,
@@ -26,6 +28,8 @@ from schemas.model import MODEL_CONTRACT_KEYS, ModelContract, ModelContractError
 
 __all__ = [
     "ADC_GAIN",
+    "BEAT_SAMPLES",
+    "BEATS_SCHEMA",
     "ERRORS_SCHEMA",
     "LEADS",
     "MEASUREMENT_FIELDS",

@@ -187,12 +187,14 @@ class Band(enum.StrEnum):
     NORMAL = "normal"
     BORDERLINE = "borderline"
     MI = "MI"
+    ABNORMAL = "abnormal"  #: a beat model's positive band
 
 
-def band_for(probability: float, low: float, high: float) -> Band:
-    """Band of one probability: ``p < low`` normal, ``p >= high`` MI, otherwise borderline."""
+def band_for(probability: float, low: float, high: float, positive: Band = Band.MI) -> Band:
+    """Band of one probability: ``p < low`` normal, ``p >= high`` positive (MI, or abnormal for
+    a beat model), otherwise borderline."""
     if probability >= high:
-        return Band.MI
+        return positive
     if probability < low:
         return Band.NORMAL
     return Band.BORDERLINE
@@ -208,8 +210,13 @@ def band_for(probability: float, low: float, high: float) -> Band:
 #:   or ``unusable`` (not scored, status error); null when the record could not be read or is
 #:   too short to judge.  ``quality_issues``: each finding as ``check in LEADS (detail)``, worst
 #:   first (see ``signals.quality``)
-#: - ``n_windows``: model-length windows scored (their probabilities are averaged)
+#: - ``n_windows``: model-length windows scored (their probabilities aggregated as the model's
+#:   contract says)
 #: - ``mi_probability`` and ``band`` (normal / borderline / MI); null when status is ``error``
+#: - beat models (ECG5000): ``beat_index`` (0-based row of a beat file; one row a beat),
+#:   ``abnormal_probability`` and ``band`` (normal / borderline / abnormal) per beat; with
+#:   ``infer score --beats`` on 12-lead records one row a record with ``n_beats``,
+#:   ``abnormal_beats`` (beats in the abnormal band) and ``abnormal_fraction``
 #: - ``status``: ``ok``, ``warning`` (scored, but read the message), ``error`` (not scored) or
 #:   ``skipped`` (not an input: a hidden file, a folder that cannot be read, a link loop, a
 #:   pipe, a CSV that is not an ECG table); ``message``: for warnings, errors and skips what is
@@ -230,6 +237,11 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("n_windows", pa.int32()),
         pa.field("mi_probability", pa.float32()),
         pa.field("band", pa.string()),
+        pa.field("beat_index", pa.int32()),
+        pa.field("abnormal_probability", pa.float32()),
+        pa.field("beats_scored", pa.int32()),
+        pa.field("abnormal_beats", pa.int32()),
+        pa.field("abnormal_fraction", pa.float32()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("message", pa.string(), nullable=False),
         *_measurement_fields(),
@@ -237,7 +249,27 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("model_sha256", pa.string(), nullable=False),
         pa.field("scored_at", pa.timestamp("ms", tz="UTC"), nullable=False),
     ],
-    metadata={"contract": "mi-screen results v2"},
+    metadata={"contract": "mi-screen results v3"},
+)
+
+
+#: Samples per ECG5000 heartbeat.
+BEAT_SAMPLES = 140
+
+#: One row per heartbeat of ``ingest ecg5000``: ``beat_id`` is the 1-based line of the input
+#: file, ``class`` the ECG5000 class (1 normal; 2 R-on-T PVC, 3 PVC, 4 supraventricular or
+#: ectopic, 5 unclassified; null for the two-class TensorFlow ``ecg.csv`` layout),
+#: ``abnormal`` the binary label (any class but 1; the positive class, as MI is for records),
+#: ``signal`` the 140 z-normalised samples.
+BEATS_SCHEMA = pa.schema(
+    [
+        pa.field("beat_id", pa.int32(), nullable=False),
+        pa.field("class", pa.int8()),
+        pa.field("abnormal", pa.bool_(), nullable=False),
+        pa.field("signal", pa.list_(pa.field("element", pa.float32()), BEAT_SAMPLES),
+                 nullable=False, metadata={"units": "z-score", "samples": str(BEAT_SAMPLES)}),
+    ],
+    metadata={"contract": "mi-screen beats v1"},
 )
 
 

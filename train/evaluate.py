@@ -99,13 +99,19 @@ def bootstrap_auc_ci(
 
 @dataclass(frozen=True)
 class Bands:
-    """Threshold bands: ``p < low`` normal, ``p >= high`` MI, between them borderline."""
+    """Threshold bands: ``p < low`` normal, ``p >= high`` positive (MI, or abnormal for a beat
+    model), between them borderline."""
 
     low: float
     high: float
+    positive: Band = Band.MI
+
+    @property
+    def names(self) -> tuple[Band, Band, Band]:
+        return (Band.NORMAL, Band.BORDERLINE, self.positive)
 
     def assign(self, p: np.ndarray) -> np.ndarray:
-        return np.where(p >= self.high, Band.MI.value,
+        return np.where(p >= self.high, self.positive.value,
                         np.where(p < self.low, Band.NORMAL.value, Band.BORDERLINE.value))
 
 
@@ -227,7 +233,7 @@ def evaluate(
             "records": int((assigned == b.value).sum()),
             "mi": int(((assigned == b.value) & y).sum()),
         }
-        for b in Band
+        for b in bands.names
     }
     return {
         "n": int(len(y)),
@@ -256,6 +262,9 @@ def plot_all(
     history: dict[str, list[float]],
     title: str,
     raw_test: np.ndarray | None = None,
+    positive: str = "MI",
+    unit: str = "records",
+    where: str = "test folds",
 ) -> dict[str, str]:
     """Write the evaluation PNGs into ``out_dir``; return {name: file name}.  With
     ``raw_test`` (the scores before calibration) a reliability diagram compares both."""
@@ -305,8 +314,8 @@ def plot_all(
         for (i, j), v in np.ndenumerate(grid):
             ax.text(j, i, str(v), ha="center", va="center",
                     color="white" if v > grid.max() / 2 else "black", fontsize=14)
-        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["pred. not MI", "pred. MI"],
-               yticklabels=["not MI", "MI"], title=f"{name} threshold {t:.3f}")
+        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=[f"pred. not {positive}", f"pred. {positive}"],
+               yticklabels=[f"not {positive}", positive], title=f"{name} threshold {t:.3f}")
     fig.tight_layout()
     files["confusion"] = "confusion.png"
     fig.savefig(out_dir / files["confusion"], dpi=110)
@@ -339,7 +348,7 @@ def plot_all(
             for b in r:
                 ax.annotate(str(b["n"]), (b["mean_p"], b["observed"]), fontsize=7,
                             color=color, xytext=(3, 3), textcoords="offset points")
-        ax.set(xlabel="predicted MI probability (bin mean)", ylabel="observed MI rate",
+        ax.set(xlabel=f"predicted {positive} probability (bin mean)", ylabel=f"observed {positive} rate",
                title="Reliability (test folds; numbers: records per bin)", xlim=(0, 1),
                ylim=(0, 1))
         ax.legend(loc="upper left")
@@ -350,11 +359,11 @@ def plot_all(
 
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(0, 1, 26)
-    ax.hist(p[~y], bins=bins, alpha=0.6, label=f"not MI (n={int((~y).sum())})", color="C0")
-    ax.hist(p[y], bins=bins, alpha=0.6, label=f"MI (n={int(y.sum())})", color="C3")
+    ax.hist(p[~y], bins=bins, alpha=0.6, label=f"not {positive} (n={int((~y).sum())})", color="C0")
+    ax.hist(p[y], bins=bins, alpha=0.6, label=f"{positive} (n={int(y.sum())})", color="C3")
     ax.axvline(bands.low, color="C2", ls="--", label=f"low {bands.low:.3f}")
     ax.axvline(bands.high, color="C3", ls="--", label=f"high {bands.high:.3f}")
-    ax.set(xlabel="MI probability", ylabel="records", title="Scores by class (test folds)")
+    ax.set(xlabel=f"{positive} probability", ylabel=unit, title=f"Scores by class ({where})")
     ax.legend()
     fig.tight_layout()
     files["scores"] = "scores.png"

@@ -71,6 +71,12 @@ def export_onnx(
     prepare_output(card_path, overwrite)  # the card is an output too: never replaced silently
     run = _load_run(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    if run.get("task") == "beats":
+        if ensemble:
+            raise ExportError(f"{run_dir}: a beat run has no fold models to average; export "
+                              "it without --ensemble")
+        return _export_beats(run_dir, run, metrics, out, card_path, opset, tolerance,
+                             overwrite)
     n_samples = int(run["input_samples"])
     if ensemble:
         paths = sorted((run_dir / "fold_models").glob("fold_*.keras"))
@@ -113,6 +119,8 @@ def export_onnx(
                                   "onnxruntime"),
         calibration=run.get("calibration", {}),
         band_bounds=run["bands"].get("achieved", {}),
+        window_stride=int(run.get("window", {}).get("stride", 0)),
+        aggregation=run.get("window", {}).get("aggregation", "mean"),
     )
     calibrator = Calibrator(**run["calibration"]) if run.get("calibration") else Calibrator()
     _append_calibration(proto, calibrator)
@@ -124,10 +132,10 @@ def export_onnx(
     )
     data = proto.SerializeToString()
 
-    # Verify on the run's test records before writing anything.
+    # Verify on the windows of the run's test records before writing anything.
     test = load_split(run["data_dir"], run["folds"]["test"],
                       run["config"].get("min_quality", "unusable"))
-    x = test.millivolts()
+    x, _ = test.windows(contract.windows)
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     onnx_p = session.run(None, {INPUT_NAME: x})[0].reshape(-1)
     keras_p = calibrator(np.asarray(model.predict(x, batch_size=256, verbose=0)).reshape(-1))
@@ -135,13 +143,132 @@ def export_onnx(
     if not diff <= tolerance:
         raise ExportError(
             f"{out}: onnxruntime and Keras differ by {diff:.2e} (> {tolerance:.0e}) on the test "
-            "records; the export is not written"
+            "records' windows; the export is not written"
         )
     atomic_write_bytes(out, data, overwrite)
     card = model_card(contract, run, metrics, sha256_file(out), diff, len(x))
     atomic_write_bytes(card_path, card.encode(), overwrite=overwrite)
     _LOGGER.info("wrote %s and %s", out, card_path)
     return {"max_abs_diff": diff, "n_checked": len(x), "bytes": len(data), "card": card_path}
+
+
+def _export_beats(run_dir: Path, run: dict[str, Any], metrics: dict[str, Any], out: Path,
+                  card_path: Path, opset: int, tolerance: float, overwrite: bool
+                  ) -> dict[str, Any]:
+    """Export a ``train fit --task beats`` run: input ``[batch, 140]`` beats or ``[batch, F]``
+    features, output the calibrated probability that a beat is abnormal."""
+    import keras
+    import onnx
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    from ingest.ecg5000 import load_beats
+    from train.beats import model_inputs
+
+    model = keras.models.load_model(run_dir / "model.keras")
+    n = int(run["input_samples"])
+    name = "beat" if run["inputs"] == "beat" else "beat_features"
+    spec = (tf.TensorSpec((None, n), tf.float32, name=name),)
+    try:
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    except Exception as e:  # tf2onnx raises a zoo of types for unsupported ops
+        raise ExportError(f"{run_dir}: tf2onnx could not convert the model ({type(e).__name__}: "
+                          f"{e})") from e
+    cv = metrics["cross_validation"]
+    contract = ModelContract(
+        model_name=f"mi-screen-beats-{run['arch']}", input_name=name, fs=BEAT_NOMINAL_FS,
+        leads=("II",), units="z-score", input_samples=n,
+        band_low=float(run["bands"]["low"]), band_high=float(run["bands"]["high"]),
+        architecture=run["arch"], data_manifest_sha256=run["data_manifest_sha256"],
+        metrics={"cv_roc_auc": round(cv["roc_auc"], 4),
+                 "cv_roc_auc_ci95": [round(v, 4) for v in cv["roc_auc_ci95"]],
+                 "cv_recall": round(cv["recall"], 4),
+                 "cv_specificity": round(cv["specificity"], 4), "n": cv["n"],
+                 "n_abnormal": cv["n_abnormal"]},
+        versions=package_versions("mi-screen", "tensorflow-cpu", "keras", "tf2onnx", "onnx",
+                                  "onnxruntime"),
+        calibration=run.get("calibration", {}), band_bounds=run["bands"].get("achieved", {}),
+        task="beats",
+        beat={"inputs": run["inputs"], "features": run.get("features", []),
+              "denoiser": run["config"].get("denoiser", "none"), "lead": "II",
+              "samples": int(run["beat_samples"])},
+    )
+    calibrator = Calibrator(**run["calibration"]) if run.get("calibration") else Calibrator()
+    _append_calibration(proto, calibrator)
+    onnx.helper.set_model_props(proto, contract.to_metadata())
+    proto.producer_name = "mi-screen"
+    proto.doc_string = ("Abnormal-beat model (ECG5000 demonstration). Input: "
+                        f"{'140 z-normalised samples' if name == 'beat' else 'beat features'}; "
+                        "output: probability that the beat is abnormal. Research use only.")
+    data = proto.SerializeToString()
+    _, beats, _ = load_beats(run["data_dir"])
+    x = model_inputs(beats[:200], run["arch"], contract.beat["denoiser"])
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    onnx_p = session.run(None, {name: x})[0].reshape(-1)
+    keras_p = calibrator(np.asarray(model.predict(x, verbose=0)).reshape(-1))
+    diff = float(np.max(np.abs(onnx_p - keras_p)))
+    if not diff <= tolerance:
+        raise ExportError(f"{out}: onnxruntime and Keras differ by {diff:.2e} (> "
+                          f"{tolerance:.0e}) on the beats; the export is not written")
+    atomic_write_bytes(out, data, overwrite)
+    card = beat_model_card(contract, run, cv, sha256_file(out), diff, len(x))
+    atomic_write_bytes(card_path, card.encode(), overwrite=overwrite)
+    return {"max_abs_diff": diff, "n_checked": len(x), "bytes": len(data), "card": card_path}
+
+
+#: A beat model's contract ``fs``: the nominal rate of a 140-sample ECG5000 beat (unused: beats
+#: are resampled to 140 samples whatever the recording's rate).
+BEAT_NOMINAL_FS = 175
+
+
+def beat_model_card(contract: ModelContract, run: dict[str, Any], cv: dict[str, Any],
+                    sha256: str, max_diff: float, n_checked: int) -> str:
+    inputs = ("the 140 z-normalised samples of a beat" if contract.beat["inputs"] == "beat" else
+              f"{len(contract.beat['features'])} per-beat features "
+              f"({', '.join(contract.beat['features'])}) after the "
+              f"`{contract.beat['denoiser']}` denoiser")
+    how = (f"{run['config']['folds']}-fold stratified cross-validation x "
+           f"{run['config']['repeats']} repeats")
+
+    def ci(pair) -> str:
+        return f"{pair[0]:.3f}-{pair[1]:.3f}"
+
+    return f"""# Model card: {contract.model_name}
+
+Generated {datetime.now(UTC).isoformat(timespec="seconds")} by `train export`.
+ONNX sha256 `{sha256}`.
+
+## Intended use
+**A demonstration of beat-level anomaly detection, not a validated detector.** ECG5000 holds
+beats of **one patient** with severe congestive heart failure (record chf07 of the BIDMC
+Congestive Heart Failure Database); nothing here says how the model does on anyone else.
+Not a medical device.
+
+## Input and output
+- `{contract.input_name}`: float32 `[batch, {contract.input_samples}]`: {inputs}. Scaling is
+  inside the graph (fitted on the training beats only).
+- `infer score` scores beat files (one beat a row, UCR or TensorFlow layout), and with
+  `--beats` cuts 12-lead records into R-to-R beats of lead {contract.beat['lead']}, resampled to
+  {contract.beat['samples']} samples and z-normalised like ECG5000's.
+- Output: probability that the beat is abnormal (ECG5000 classes 2-5), calibrated inside the
+  graph ({contract.calibration.get('method', 'none')}).
+- Bands (chosen on {run['bands']['chosen_on']}): normal below {contract.band_low:.4f},
+  abnormal at or above {contract.band_high:.4f}.
+{_card_bounds(contract.band_bounds)}
+
+## Evaluation ({how}, {cv['n']} beats, {cv['n_abnormal']} abnormal)
+- ROC AUC {cv['roc_auc']:.3f} (95% CI {ci(cv['roc_auc_ci95'])})
+- At 0.5: recall {cv['recall']:.3f} ({ci(cv['recall_ci95'])}), specificity
+  {cv['specificity']:.3f} ({ci(cv['specificity_ci95'])})
+
+ONNX vs Keras: max |difference| {max_diff:.2e} on {n_checked} beats.
+
+## Data
+ECG5000, UCR Time Series Archive (Dau et al. 2019), from PhysioNet's BIDMC CHF database
+(Baim et al. 1986; Goldberger et al. 2000). Data manifest sha256
+`{contract.data_manifest_sha256}`.
+"""
 
 
 def _append_calibration(proto, calibrator: Calibrator) -> None:
@@ -157,6 +284,9 @@ def _append_calibration(proto, calibrator: Calibrator) -> None:
     nodes, inits = calibrator.onnx_nodes(helper, numpy_helper, raw, out)
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
+
+
+_AGGREGATION_WORDS = {"logit_mean": "mean log-odds", "max": "maximum", "mean": "mean"}
 
 
 def _card_bounds(bounds: dict[str, Any]) -> str:
@@ -209,7 +339,10 @@ treatment decisions.**
 - `{contract.input_name}`: float32 `[batch, {contract.input_samples}, {len(contract.leads)}]`,
   millivolts, {contract.fs} Hz, leads {", ".join(contract.leads)}. Normalisation (per-lead mean
   and variance of the training folds) is inside the graph.
-- Output: MI probability `[batch, 1]`, calibrated inside the graph
+- Windows: a record is cut into windows of {contract.input_samples / contract.fs:g} s every
+  {contract.windows.stride / contract.fs:g} s (the last aligned with its end); its probability is
+  the {_AGGREGATION_WORDS.get(contract.aggregation, contract.aggregation)} of its windows'.
+- Output: MI probability `[batch, 1]` per window, calibrated inside the graph
   ({contract.calibration.get('method', 'none')}; chosen by held-out Brier score).
 - Bands (chosen on {run['bands']['chosen_on']}): normal below
   {contract.band_low:.4f}; MI at or above {contract.band_high:.4f}; borderline (needs review)
