@@ -174,9 +174,17 @@ def read_csv(path: str, fs: float, units: str = "mV") -> RawInput:
 
 
 #: Candidate inputs by extension (lower-cased).
-INPUT_FORMATS = {"hea": "wfdb", "csv": "csv"}
+INPUT_FORMATS = {"hea": "wfdb", "csv": "csv",
+                 # hospital exports; the content decides which (infer.formats.sniff)
+                 "dcm": "export", "dicom": "export", "xml": "export", "edf": "export"}
+#: ... for a beat model, which also reads UCR-layout beat tables (ECG5000_TRAIN.txt)
+BEAT_INPUT_FORMATS = {**INPUT_FORMATS, "txt": "beats"}
 #: Largest CSV file read (a day of 12 leads at 500 Hz is about 3.5 GB of text; split larger).
 MAX_CSV_BYTES = 1 << 30
+
+
+#: files beside WFDB headers that belong to the record (signals, annotations), never reported
+_WFDB_COMPANIONS = {"dat", "mat", "atr", "qrs", "ann", "hea~", "xws"}
 
 
 @dataclass
@@ -185,19 +193,25 @@ class Discovery:
 
     inputs: list[tuple[str, str]]  # (path, format), sorted
     skipped: list[tuple[str, str]]  # (path, reason)
+    #: other files, not inputs, by extension (reported once in the summary, not per file)
+    ignored: dict[str, int] = field(default_factory=dict)
 
 
-def input_format(name: str) -> str | None:
-    """``wfdb`` or ``csv`` for a candidate input's file name (any case), else None."""
-    return INPUT_FORMATS.get(name.rsplit(".", 1)[-1].lower() if "." in name else "")
+def input_format(name: str, formats: dict[str, str] = INPUT_FORMATS) -> str | None:
+    """``wfdb`` or ``csv`` (or another of ``formats``) for a candidate input's file name (any
+    case), else None."""
+    return formats.get(name.rsplit(".", 1)[-1].lower() if "." in name else "")
 
 
 def discover(root: str | os.PathLike[str], pattern: str | None = None,
-             recursive: bool = True) -> Discovery:
+             recursive: bool = True, formats: dict[str, str] = INPUT_FORMATS) -> Discovery:
     """Inputs under ``root`` (WFDB headers and CSV files), and every candidate skipped.
 
     A ``.hea`` file (any case) stands for its record; ``.dat`` files are not inputs by
-    themselves.  ``pattern`` is a glob matched against the path relative to ``root``
+    themselves.  ``.dcm``, ``.xml`` and ``.edf`` files, and files without an extension that
+    hold DICOM, are hospital exports (the content decides the format when they are read).
+    Other files are counted by extension in :attr:`Discovery.ignored`.  ``pattern`` is a glob
+    matched against the path relative to ``root``
     (``**/*.csv``, ``records100/*``) or the file name.  The walk uses an explicit stack (no
     depth limit), follows symlinked folders once each (a link loop is reported, not followed
     again), and only regular files are inputs.  Skipped, each with its reason: hidden files and
@@ -210,6 +224,7 @@ def discover(root: str | os.PathLike[str], pattern: str | None = None,
     root = os.fspath(root)
     inputs: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
+    ignored: dict[str, int] = {}
     seen: set[tuple[int, int]] = set()
     try:
         st = os.stat(root)
@@ -253,8 +268,15 @@ def discover(root: str | os.PathLike[str], pattern: str | None = None,
                 seen.add(key)
                 stack.append(path)
                 continue
-            fmt = input_format(name)
+            fmt = input_format(name, formats)
+            if fmt is None and "." not in name and entry.is_file() and _is_dicom(path):
+                fmt = "export"  # DICOM files often have no extension
             if fmt is None:
+                ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+                if not (pattern or name.startswith(".") or ext in _WFDB_COMPANIONS
+                        or name in ("RECORDS", "ANNOTATORS", "SHA256SUMS.txt")):
+                    label = f".{ext}" if ext else "(no extension)"
+                    ignored[label] = ignored.get(label, 0) + 1
                 continue
             if pattern:
                 rel = os.path.relpath(path, root)
@@ -274,7 +296,16 @@ def discover(root: str | os.PathLike[str], pattern: str | None = None,
                                       "files are read"))
                 continue
             inputs.append((path, fmt))
-    return Discovery(inputs=sorted(inputs), skipped=sorted(skipped))
+    return Discovery(inputs=sorted(inputs), skipped=sorted(skipped),
+                     ignored=dict(sorted(ignored.items(), key=lambda kv: (-kv[1], kv[0]))))
+
+
+def _is_dicom(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
 
 
 def _holds_candidates(folder: str, limit: int = 10_000) -> bool:
@@ -307,4 +338,5 @@ def safe_text(text: str) -> str:
 
 def record_id(path: str) -> str:
     """The record's id: its file name without extension."""
-    return safe_text(re.sub(r"\.(hea|csv)$", "", os.path.basename(path), flags=re.IGNORECASE))
+    return safe_text(re.sub(r"\.(hea|csv|dcm|dicom|xml|edf)$", "", os.path.basename(path),
+                            flags=re.IGNORECASE))
