@@ -188,7 +188,8 @@ def _bands_line(c, bands) -> str:
         b = c.band_bounds.get(side)
         if b:
             parts.append(f"{b['metric']} {b['estimate']:.2f} (lower bound {b['lower_bound']:.2f} "
-                         f"on {b['n']} records, target {b['target']:.2f} "
+                         f"on {b['n']} {'beats' if c.task == 'beats' else 'records'}, target "
+                         f"{b['target']:.2f} "
                          f"{'met' if b['supported'] else 'NOT supported'})")
     return line + ("; " + ", ".join(parts) if parts else "")
 
