@@ -3,9 +3,10 @@
 ``wfdb.rdrecord`` spends most of its 2-4 ms per record parsing the header with pandas.
 PTB-XL's ``.dat`` files are plain little-endian int16 (format 16), so :func:`read_record` parses
 the header itself and reads the samples with ``numpy.fromfile``, which takes tens of
-microseconds.  Headers it does not cover (other formats, several signal files, skew, byte
-offsets) go through ``wfdb.rdrecord`` so the result is the same array either way; the test
-suite checks both against wfdb on every shipped record.
+microseconds, with or without a byte offset shared by all signals (the PhysioNet/Challenge
+``.mat`` layout, format ``16+24``).  Headers it does not cover (other formats, several signal
+files, skew, different offsets per signal) go through ``wfdb.rdrecord`` so the result is the
+same array either way; the test suite checks both against wfdb on every shipped record.
 
 Both paths are equally strict: checksums are verified, a signal file longer or shorter than its
 header says is refused, multi-frequency records are refused (wfdb would average their frames),
@@ -326,7 +327,7 @@ def _fast_path_ok(header: Header) -> bool:
         and all(
             s.fmt == "16"
             and s.skew == 0
-            and s.byte_offset == 0
+            and s.byte_offset == sigs[0].byte_offset  # the Challenge .mat layout: 16+24
             and s.file_name == sigs[0].file_name
             for s in sigs
         )
@@ -367,7 +368,8 @@ def read_record(
 ) -> Record:
     """Read a WFDB record (``path`` without extension, or the ``.hea`` path).
 
-    Format-16 single-file records are read directly with numpy; anything else is delegated to
+    Format-16 single-file records (any byte offset common to all signals) are read directly
+    with numpy; anything else is delegated to
     ``wfdb.rdrecord(physical=False)``.  The result is the same either way.
 
     Parameters
@@ -398,9 +400,10 @@ def read_record(
     dat = files[0]
     n_sig, n_samples = len(sigs), header.n_samples
     expected = n_sig * n_samples
-    size = os.path.getsize(dat)
+    offset = sigs[0].byte_offset
+    size = os.path.getsize(dat) - offset
     if size != 2 * expected:
-        held = size // 2 // n_sig
+        held = max(0, size) // 2 // n_sig
         what = "truncated" if size < 2 * expected else "longer than its header says"
         raise RecordError(
             f"{dat}: holds {held} samples per lead but {os.path.basename(hea)} says {n_samples}; "
@@ -408,7 +411,7 @@ def read_record(
             kind="truncated_signal" if size < 2 * expected else "bad_shape",
         )
     try:
-        data = np.fromfile(dat, dtype="<i2")
+        data = np.fromfile(dat, dtype="<i2", offset=offset)
     except OSError as e:
         raise RecordError(f"{dat}: cannot read signal file: {e}", kind="unreadable_record") from e
     signal = data.reshape(n_samples, n_sig)

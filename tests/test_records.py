@@ -116,3 +116,38 @@ def test_missing_dat_and_missing_header(tmp_path: Path):
         read_record(rec)
     with pytest.raises(RecordError, match=r"nope\.hea: header file not found"):
         read_record(tmp_path / "nope")
+
+
+def test_challenge_mat_layout_is_read_on_the_fast_path(tmp_path, monkeypatch):
+    """PhysioNet/Challenge records keep format-16 samples in a .mat file after a 24-byte
+    MATLAB header (format ``16+24``): the fast path reads them, identical to wfdb."""
+    import common.records as records
+
+    for hea in sorted(SAMPLE.glob("records500/*/*.hea"))[:3]:
+        rec = read_record(hea.with_suffix(""))
+        stem = hea.stem
+        header = hea.read_text().splitlines()
+        out = [header[0]]
+        for line in header[1:]:
+            parts = line.split()
+            if parts and parts[0].endswith(".dat"):
+                parts[0], parts[1] = f"{stem}.mat", "16+24"
+                line = " ".join(parts)
+            out.append(line)
+        (tmp_path / f"{stem}.hea").write_text("\n".join(out) + "\n")
+        (tmp_path / f"{stem}.mat").write_bytes(
+            b"MATLAB 5.0 MAT-file....." + rec.signal.astype("<i2").tobytes())
+        def slow_path(*args, **kwargs):
+            pytest.fail("the .mat record went to wfdb")
+
+        monkeypatch.setattr(records, "_read_with_wfdb", slow_path)
+        ours = read_record(tmp_path / stem)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(ours.signal, rec.signal)
+        theirs = wfdb.rdrecord(str(tmp_path / stem), physical=False)
+        np.testing.assert_array_equal(ours.signal, theirs.d_signal)
+        # a .mat cut short is refused with the usual message
+        data = (tmp_path / f"{stem}.mat").read_bytes()
+        (tmp_path / f"{stem}.mat").write_bytes(data[:-100])
+        with pytest.raises(RecordError, match="the file is truncated"):
+            read_record(tmp_path / stem)

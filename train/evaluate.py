@@ -314,7 +314,8 @@ def plot_all(
         for (i, j), v in np.ndenumerate(grid):
             ax.text(j, i, str(v), ha="center", va="center",
                     color="white" if v > grid.max() / 2 else "black", fontsize=14)
-        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=[f"pred. not {positive}", f"pred. {positive}"],
+        ax.set(xticks=[0, 1], yticks=[0, 1],
+               xticklabels=[f"pred. not {positive}", f"pred. {positive}"],
                yticklabels=[f"not {positive}", positive], title=f"{name} threshold {t:.3f}")
     fig.tight_layout()
     files["confusion"] = "confusion.png"
@@ -348,8 +349,9 @@ def plot_all(
             for b in r:
                 ax.annotate(str(b["n"]), (b["mean_p"], b["observed"]), fontsize=7,
                             color=color, xytext=(3, 3), textcoords="offset points")
-        ax.set(xlabel=f"predicted {positive} probability (bin mean)", ylabel=f"observed {positive} rate",
-               title="Reliability (test folds; numbers: records per bin)", xlim=(0, 1),
+        ax.set(xlabel=f"predicted {positive} probability (bin mean)",
+               ylabel=f"observed {positive} rate",
+               title=f"Reliability ({where}; numbers: {unit} per bin)", xlim=(0, 1),
                ylim=(0, 1))
         ax.legend(loc="upper left")
         fig.tight_layout()
