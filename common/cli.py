@@ -36,6 +36,25 @@ def fail(message: str, code: ExitCode) -> None:
 
 
 @contextlib.contextmanager
+def exit_codes(*fatal: type[BaseException]) -> Iterator[None]:
+    """Turn the errors every command can meet into their exit codes (one line on stderr):
+    an output that is an input (USAGE), an existing output (OUTPUT_EXISTS), an output that
+    cannot be written (OUTPUT_ERROR), and the command's own ``fatal`` types (FATAL)."""
+    from common.errors import OutputError, OutputExistsError, OutputIsInputError
+
+    try:
+        yield
+    except OutputIsInputError as e:
+        fail(str(e), ExitCode.USAGE)
+    except OutputExistsError as e:
+        fail(str(e), ExitCode.OUTPUT_EXISTS)
+    except OutputError as e:
+        fail(str(e), ExitCode.OUTPUT_ERROR)
+    except fatal as e:
+        fail(str(e), ExitCode.FATAL)
+
+
+@contextlib.contextmanager
 def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
     """A click progress bar on a terminal (stderr), a no-op otherwise.
 

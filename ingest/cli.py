@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from common.cli import (
+    exit_codes,
     fail,
     n_jobs_option,
     progress_bar,
@@ -15,7 +16,7 @@ from common.cli import (
     terminating_cleanly,
     verbosity_options,
 )
-from common.errors import MetadataError, OutputError, OutputExistsError, OutputIsInputError
+from common.errors import MetadataError
 from ingest.convert import NothingConvertedError, convert_ptbxl
 from ingest.download import PTBXL_URL, DownloadError, download_ptbxl
 from schemas import RATES, ExitCode
@@ -92,20 +93,12 @@ def ptbxl(
             require_neurokit()
         except MeasurementExtraMissing as e:
             fail(str(e), ExitCode.FATAL)
-    try:
-        with terminating_cleanly(), progress_bar(f"ingest {rate} Hz", enabled=not quiet) as update:
-            summary = convert_ptbxl(
-                root, out, rate=int(rate), n_jobs=n_jobs, overwrite=overwrite, progress=update,
-                measurements=measurements,
-            )
-    except OutputIsInputError as e:
-        fail(str(e), ExitCode.USAGE)
-    except OutputExistsError as e:
-        fail(str(e), ExitCode.OUTPUT_EXISTS)
-    except (MetadataError, NothingConvertedError) as e:
-        fail(str(e), ExitCode.FATAL)
-    except OutputError as e:
-        fail(str(e), ExitCode.OUTPUT_ERROR)
+    with exit_codes(MetadataError, NothingConvertedError), terminating_cleanly(), \
+            progress_bar(f"ingest {rate} Hz", enabled=not quiet) as update:
+        summary = convert_ptbxl(
+            root, out, rate=int(rate), n_jobs=n_jobs, overwrite=overwrite, progress=update,
+            measurements=measurements,
+        )
     for message in summary.first_errors:
         _LOGGER.warning(message)
     if summary.n_errors > len(summary.first_errors):
@@ -145,17 +138,8 @@ def ecg5000(input_file: Path, out: Path, overwrite: bool, verbose: bool, quiet: 
     from ingest.ecg5000 import BeatFileError, convert_ecg5000
 
     setup_logging(verbose, quiet)
-    try:
-        with terminating_cleanly():
-            summary = convert_ecg5000(input_file, out, overwrite=overwrite)
-    except OutputIsInputError as e:
-        fail(str(e), ExitCode.USAGE)
-    except OutputExistsError as e:
-        fail(str(e), ExitCode.OUTPUT_EXISTS)
-    except (BeatFileError, NothingConvertedError) as e:
-        fail(str(e), ExitCode.FATAL)
-    except OutputError as e:
-        fail(str(e), ExitCode.OUTPUT_ERROR)
+    with exit_codes(BeatFileError, NothingConvertedError), terminating_cleanly():
+        summary = convert_ecg5000(input_file, out, overwrite=overwrite)
     for message in summary.first_errors:
         _LOGGER.warning(message)
     click.echo(summary.line(), err=quiet)

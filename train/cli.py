@@ -10,8 +10,7 @@ from pathlib import Path
 
 import click
 
-from common.cli import fail, parse_bands, setup_logging, verbosity_options
-from common.errors import OutputError, OutputExistsError
+from common.cli import exit_codes, fail, parse_bands, setup_logging, verbosity_options
 from schemas import ExitCode
 from train.dataset import SplitError, parse_folds
 from train.model import ARCHITECTURES
@@ -153,14 +152,8 @@ def fit(data, out, task, arch, window_seconds, stride_seconds, aggregation, mix_
                        window_seconds=window_seconds, stride_seconds=stride_seconds,
                        aggregation=aggregation,
                        mix_rate_data=str(mix_rate_data) if mix_rate_data else None)
-    try:
+    with exit_codes(SplitError, FileNotFoundError, ValueError):
         run = run_fit(data, out, config, overwrite=overwrite, verbose=0)
-    except OutputExistsError as e:
-        fail(str(e), ExitCode.OUTPUT_EXISTS)
-    except (SplitError, FileNotFoundError, ValueError) as e:
-        fail(str(e), ExitCode.FATAL)
-    except OutputError as e:
-        fail(str(e), ExitCode.OUTPUT_ERROR)
     metrics = json.loads((out / "metrics.json").read_text())["test"]
     click.echo(
         f"{arch}: test ROC AUC {metrics['roc_auc']:.3f} "
@@ -177,14 +170,8 @@ def _fit_beats(data, out, arch, denoiser, cv_folds, repeats, epochs, seed, min_s
     config = BeatConfig(arch=arch, denoiser=denoiser, folds=cv_folds, repeats=repeats,
                         epochs=epochs, seed=seed, min_sensitivity=min_sensitivity,
                         min_specificity=min_specificity, confidence=confidence)
-    try:
+    with exit_codes(FileNotFoundError, ValueError):
         run = fit_beats(data, out, config, overwrite=overwrite)
-    except OutputExistsError as e:
-        fail(str(e), ExitCode.OUTPUT_EXISTS)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e), ExitCode.FATAL)
-    except OutputError as e:
-        fail(str(e), ExitCode.OUTPUT_ERROR)
     m = json.loads((out / "metrics.json").read_text())["cross_validation"]
     click.echo(
         f"{arch} (beats): cross-validated ROC AUC {m['roc_auc']:.3f} (95% CI "
@@ -221,15 +208,9 @@ def export(run_dir, out, opset, tolerance, ensemble, overwrite, verbose, quiet):
     from train.export import ExportError, export_onnx
 
     setup_logging(verbose, quiet)
-    try:
+    with exit_codes(ExportError, FileNotFoundError):
         result = export_onnx(run_dir, out, opset=opset, tolerance=tolerance, overwrite=overwrite,
                              ensemble=ensemble)
-    except OutputExistsError as e:
-        fail(str(e), ExitCode.OUTPUT_EXISTS)
-    except (ExportError, FileNotFoundError) as e:
-        fail(str(e), ExitCode.FATAL)
-    except OutputError as e:
-        fail(str(e), ExitCode.OUTPUT_ERROR)
     click.echo(
         f"exported {out} ({result['bytes'] / 1e6:.2f} MB, opset {opset}); max |onnx - keras| "
         f"= {result['max_abs_diff']:.2e} on {result['n_checked']} test records"
