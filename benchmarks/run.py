@@ -467,8 +467,9 @@ def bench_quality(work: Path, lines: list[str], results: dict, model: Path) -> N
 # ----------------------------------------------------------------------------- export
 
 
-def _rate_consistency(model) -> dict:
-    """Score every shipped record from its 100 Hz and its 500 Hz file; compare."""
+def _rate_consistency(model) -> tuple[dict, dict]:
+    """Score every shipped record from its 100 Hz and its 500 Hz file; compare.  Returns the
+    summary and the rows by rate and record id."""
     from infer import score_dir
 
     got = {}
@@ -483,7 +484,7 @@ def _rate_consistency(model) -> dict:
     bands = {b: sum(got[100][i]["band"] == b for i in ids) for b in ("normal", "borderline", "MI")}
     return {"records": len(ids), "max_abs_diff": float(diff.max()),
             "mean_abs_diff": float(diff.mean()), "band_changes": len(changed),
-            "changed": changed, "bands_100hz": bands}
+            "changed": changed, "bands_100hz": bands}, got
 
 
 def bench_export(work: Path, lines: list[str], results: dict, model: Path) -> None:
@@ -506,7 +507,7 @@ def bench_export(work: Path, lines: list[str], results: dict, model: Path) -> No
         t0 = time.perf_counter()
         m.predict(x)
         rates[name] = len(x) / (time.perf_counter() - t0)
-        consistency[name] = _rate_consistency(m)
+        consistency[name] = _rate_consistency(m)[0]
     t, e = metrics["test"], metrics["ensemble"]
     results["export"] = {"rates": rates, "final_auc": t["roc_auc"], "ensemble_auc":
                          e["test_roc_auc"], "rate_consistency": consistency}
@@ -652,7 +653,7 @@ def bench_rates(work: Path, lines: list[str], results: dict) -> None:
     shipped record, the latter resampled by the scorer, scored by the model `make train
     export` builds, trained the default way and with --mix-rate-data."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from infer import Model, score_dir
+    from infer import Model
     from ingest import convert_ptbxl
     from train.export import export_onnx
     from train.fit import FitConfig, fit
@@ -672,15 +673,11 @@ def bench_rates(work: Path, lines: list[str], results: dict) -> None:
         seconds = time.perf_counter() - t0
         export_onnx(run_dir, work / f"rates-{name}.onnx", overwrite=True)
         model = Model(work / f"rates-{name}.onnx")
-        got = {}
-        for rate, folder in ((100, "records100"), (500, "records500")):
-            table, _ = score_dir(SAMPLE / folder, model)
-            got[rate] = {r["record_id"][:5]: r for r in table.to_pylist()
-                         if r["status"] in ("ok", "warning")}
+        summary, got = _rate_consistency(model)
         ids = sorted(set(got[100]) & set(got[500]))
         diff = np.array([abs(got[100][i]["mi_probability"] - got[500][i]["mi_probability"])
                          for i in ids])
-        changed = [i for i in ids if got[100][i]["band"] != got[500][i]["band"]]
+        changed = summary["changed"]
         unseen = [i for i in ids if db[int(i)] in (7, 8)]
         margin = [min(abs(got[100][i]["mi_probability"] - t)
                       for t in (model.contract.band_low, model.contract.band_high))

@@ -3,9 +3,10 @@
 - Beat tables (UCR ``.txt``, TensorFlow-layout or UCR-layout ``.csv``): one results row per
   beat, with ``beat_index`` (the beat's line in its file), ``abnormal_probability`` and a band
   (normal / borderline / abnormal).  A line that is not a beat gets an error row naming it.
-- 12-lead records with ``--beats`` (WFDB, or CSV with ``--csv-fs``): the contract's lead (II,
-  or ``--beat-lead``) passes the quality gate, R peaks are found (NeuroKit2, the ``signals``
-  extra), the record is cut into R-to-R beats resampled to 140 samples and z-normalised
+- 12-lead records with ``--beats`` (WFDB, or CSV with ``--csv-fs``): the record passes the
+  quality gate on every standard lead it has, as for MI; R peaks are found in the beat lead
+  (II, or ``--beat-lead``; NeuroKit2, the ``signals`` extra), and the lead is cut into R-to-R
+  beats resampled to 140 samples and z-normalised
   (:func:`signals.beats.cut_beats`, the ECG5000 representation), and one row per record gives
   ``beats_scored``, ``abnormal_beats`` (beats in the abnormal band) and ``abnormal_fraction``.
 
