@@ -64,6 +64,15 @@ def cli() -> None:
 @click.option("--measurements", is_flag=True,
               help="Add heart rate, RR, QRS duration and R/T amplitudes (lead II) to each row "
                    "(needs the signals extra; about 40 ms per record).")
+@click.option("--explain", is_flag=True,
+              help="Add per-lead and per-second attributions (occlusion: how much the MI "
+                   "probability falls when a lead, or a second of every lead, is set to 0 mV); "
+                   "about 22 extra forward passes per 10 s record.")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None,
+              help="Write a 12-lead ECG page (PNG, 25 mm/s, 10 mm/mV) for every record in the "
+                   "MI or borderline band and every record the quality gate rejects (needs "
+                   "matplotlib: the plots extra); the page column of the results names it.")
 @click.option("--beats", is_flag=True,
               help="Beat models: cut 12-lead records into beats around R peaks (needs the "
                    "signals extra) and report per record the number and fraction of abnormal "
@@ -79,8 +88,8 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
 def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad_short,
-          allow_missing_leads, measurements, beats, beat_lead, bands, n_jobs, fail_on_error,
-          overwrite, verbose, quiet):
+          allow_missing_leads, measurements, explain, plots_dir, beats, beat_lead, bands, n_jobs,
+          fail_on_error, overwrite, verbose, quiet):
     """Score every ECG record under --input and write one results row per record.
 
     Each row has the MI probability, a band (normal / borderline / MI, from the model's
@@ -109,8 +118,17 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
     setup_logging(verbose, quiet)
     try:
         check_not_input(out, [input_dir, model_path])
+        if plots_dir is not None:
+            check_not_input(plots_dir, [input_dir, model_path], option="--plots")
     except OutputIsInputError as e:
         fail(str(e), ExitCode.USAGE)
+    if plots_dir is not None:
+        from infer.plots import PlotExtraMissing, require_matplotlib
+
+        try:
+            require_matplotlib()
+        except PlotExtraMissing as e:
+            fail(str(e), ExitCode.FATAL)
     if out.exists() and not overwrite:
         fail(f"{out}: output exists; pass --overwrite to replace it, or choose another --out",
              ExitCode.OUTPUT_EXISTS)
@@ -139,7 +157,8 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
             fail(str(e), ExitCode.FATAL)
     options = ScoreOptions(csv_fs=csv_fs, csv_units=csv_units, pad_short=pad_short,
                            allow_missing_leads=allow_missing_leads, measurements=measurements,
-                           beats=beats, beat_lead=beat_lead)
+                           beats=beats, beat_lead=beat_lead, explain=explain,
+                           plots=str(plots_dir) if plots_dir is not None else None)
     try:
         with terminating_cleanly():
             with progress_bar("scoring", enabled=not quiet) as update:

@@ -68,6 +68,8 @@ class ScoreOptions:
     pad_short: bool = False
     allow_missing_leads: bool = False
     measurements: bool = False  # R peaks and the MEASUREMENT_FIELDS (needs the signals extra)
+    explain: bool = False  # occlusion attributions per lead and per second (infer.explain)
+    plots: str | None = None  # folder for ECG pages of flagged and rejected records
     beats: bool = False  # beat models: cut 12-lead records into beats (needs the signals extra)
     beat_lead: str = "II"  # ... of this lead
 
@@ -229,6 +231,8 @@ def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions,
         if q is not None and q.level == QualityLevel.UNUSABLE:
             row.update(status="error", message="; ".join(
                 [f"{safe_text(c.raw.path)}: {q.message()}", *c.warnings]))
+            if options.plots:  # the page shows what the gate rejected
+                row["_plot"] = (c.signal, float(c.raw.fs))
             out.append((row, None))
             continue
         if q is not None and q.level == QualityLevel.POOR:
@@ -273,6 +277,30 @@ def _predict(model: Model, good: list[tuple[dict, tuple[np.ndarray, np.ndarray, 
         flush()
     return aggregate(np.concatenate(probs), np.asarray(owners), len(good),
                      model.contract.aggregation).tolist()
+
+
+def _explain_and_plot(model: Model, prepared, options: ScoreOptions) -> None:
+    """``--explain``: occlusion attributions into the rows of scored records.  ``--plots``: an
+    ECG page for every record in the MI or borderline band and every record the quality gate
+    rejected (with the attributions shaded when there are any)."""
+    from infer.explain import occlusion
+
+    contract = model.contract
+    for row, w in prepared:
+        plot = row.pop("_plot", None)
+        if w is not None:
+            signal, starts, length = w
+            if options.explain:
+                _, leads, seconds = occlusion(model, signal, starts, length, contract.fs)
+                for lead, a in zip(contract.leads, leads, strict=True):
+                    row[f"attr_{lead}"] = float(a)
+                row["attr_seconds"] = [float(a) for a in seconds]
+            if options.plots and row.get("band") in (Band.MI.value, Band.BORDERLINE.value):
+                plot = (signal, float(contract.fs))
+        if plot is not None and options.plots:
+            from infer.plots import ecg_page
+
+            ecg_page(plot[0], plot[1], contract.leads, row, Path(options.plots))
 
 
 def _chunks(inputs: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
@@ -375,6 +403,8 @@ def score_inputs(
             for (row, _), p in zip(good, _predict(model, good), strict=True):
                 row["mi_probability"] = p
                 row["band"] = band_for(p, low, high).value
+        if options.explain or options.plots:
+            _explain_and_plot(model, prepared, options)
         for row, _ in prepared:
             _finish_row(row, model, scored_at, summary, stop_on_error)
             rows.append(row)
@@ -473,6 +503,13 @@ def write_results(table: pa.Table, out: str | os.PathLike[str], overwrite: bool 
 
     out = Path(out)
     if out.suffix.lower() == ".csv":
+        # CSV has no lists: attr_seconds becomes "a;b;c"
+        for i, f in enumerate(table.schema):
+            if pa.types.is_list(f.type):
+                text = [None if v is None else ";".join(f"{x:.6g}" for x in v)
+                        for v in table.column(i).to_pylist()]
+                table = table.set_column(i, pa.field(f.name, pa.string()),
+                                         pa.array(text, pa.string()))
         atomic_write(out, lambda tmp: pacsv.write_csv(table, tmp), overwrite)
     else:
         atomic_write(out, lambda tmp: pq.write_table(table, tmp), overwrite)

@@ -200,6 +200,14 @@ def band_for(probability: float, low: float, high: float, positive: Band = Band.
     return Band.BORDERLINE
 
 
+#: ``infer score --explain``: per lead, how much the MI probability falls when the lead is
+#: set to 0 mV (occlusion, ``infer.explain``), and the same per second of all leads.
+ATTRIBUTION_FIELDS = [
+    *(pa.field(f"attr_{lead}", pa.float32()) for lead in LEADS),
+    pa.field("attr_seconds", pa.list_(pa.field("element", pa.float32()))),
+]
+
+
 #: One row per input record found by ``infer score``.  Columns:
 #:
 #: - ``record_id``: file stem; ``path``: the input file; ``format``: ``wfdb`` or ``csv``
@@ -223,6 +231,9 @@ def band_for(probability: float, low: float, high: float, positive: Band = Band.
 #:   wrong and how to fix it (at most 1000 characters); for ok rows, notes such as resampling
 #:   or an assumed rate (empty when there is nothing to say)
 #: - the MEASUREMENT_FIELDS (null unless ``--measurements``)
+#: - the ATTRIBUTION_FIELDS (null unless ``--explain``)
+#: - ``page``: the record's ECG page (PNG) with ``--plots``, for MI, borderline and rejected
+#:   records
 #: - ``model_name``, ``model_sha256`` (of the .onnx file), ``scored_at`` (UTC)
 RESULTS_SCHEMA = pa.schema(
     [
@@ -245,6 +256,8 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("status", pa.string(), nullable=False),
         pa.field("message", pa.string(), nullable=False),
         *_measurement_fields(),
+        *ATTRIBUTION_FIELDS,
+        pa.field("page", pa.string()),
         pa.field("model_name", pa.string(), nullable=False),
         pa.field("model_sha256", pa.string(), nullable=False),
         pa.field("scored_at", pa.timestamp("ms", tz="UTC"), nullable=False),
