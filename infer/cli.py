@@ -103,7 +103,7 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
 
     With a beat model (`train fit --task beats`, ECG5000), beat files get one row per beat
     (abnormal_probability, band normal / borderline / abnormal), and --beats cuts 12-lead
-    records into beats of --beat-lead and reports n_beats and abnormal_fraction per record.
+    records into beats of --beat-lead and reports beats_scored and abnormal_fraction per record.
 
     Example:
 
