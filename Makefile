@@ -42,7 +42,7 @@ BEATS_DATA := $(OUT)/ecg5000
 BEATS_RUN := $(OUT)/run-beats-$(BEAT_ARCH)
 BEATS_MODEL := $(OUT)/beats.onnx
 
-.PHONY: help setup ingest train export score demo demo-beats test bench lint clean download-ptbxl
+.PHONY: help setup ingest train export score demo demo-beats browser test bench lint clean download-ptbxl
 
 help:
 	@sed -n '1,11p' Makefile
@@ -93,7 +93,14 @@ download-ptbxl: | setup
 	$(BIN)/ingest download --dest $(if $(filter $(PTBXL_DIR),$(SAMPLE_DIR)),data/ptb-xl,$(PTBXL_DIR))
 
 # pytest exits 5 when it collects no test; say so loudly rather than pass silently or crash CI.
-test: setup
+# the report's browser tests need Debian's Chromium and ChromeDriver; installed when missing
+# (as root, as on CI), otherwise the tests say what to install
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "Chromium is missing: apt-get install chromium chromium-driver (browser tests need it)"
+
+test: setup browser
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 

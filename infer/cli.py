@@ -196,6 +196,41 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
         raise SystemExit(int(ExitCode.PARTIAL))
 
 
+@cli.command()
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write (self-contained: opens offline).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@verbosity_options
+def report(results, out, overwrite, verbose, quiet):
+    """Write a self-contained HTML report of a results table: counts per status, band and
+    quality, the score histogram, and a sortable, filterable table of every row with links to
+    the ECG pages of `infer score --plots`.
+
+    Example:
+
+    \b
+        infer score --input tonight/ --out tonight.parquet --plots tonight-pages
+        infer report tonight.parquet --out tonight.html
+    """
+    from infer.report import write_report
+
+    setup_logging(verbose, quiet)
+    try:
+        check_not_input(out, [results])
+    except OutputIsInputError as e:
+        fail(str(e), ExitCode.USAGE)
+    try:
+        path = write_report(results, out, overwrite=overwrite)
+    except OutputExistsError as e:
+        fail(str(e), ExitCode.OUTPUT_EXISTS)
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e), ExitCode.FATAL)
+    except OutputError as e:
+        fail(str(e), ExitCode.OUTPUT_ERROR)
+    click.echo(f"wrote {path}", err=quiet)
+
+
 def _bands_line(c, bands) -> str:
     """The bands in force and, from the contract, what they achieve with their bounds."""
     if bands is not None:
