@@ -231,6 +231,37 @@ def report(results, out, overwrite, verbose, quiet):
     click.echo(f"wrote {path}", err=quiet)
 
 
+@cli.command()
+@click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="ONNX model from `train export`.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (127.0.0.1: this machine only).")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
+@verbosity_options
+def app(model_path, host, port, verbose, quiet):
+    """Serve the interactive page: upload an ECG (WFDB .hea with its .dat, CSV, DICOM, HL7
+    aECG, GE MUSE or Philips XML, EDF) and see the MI probability, band, quality and the ECG
+    page with what drove the score. Scores exactly as `infer score --explain --plots`.
+    Needs the app extra (Gradio). Stop it with Ctrl-C.
+
+    Example:
+
+    \b
+        infer app --model out/model.onnx --port 7860
+    """
+    from infer.app import AppExtraMissing, build_app
+
+    setup_logging(verbose, quiet)
+    try:
+        page = build_app(model_path)
+    except AppExtraMissing as e:
+        fail(str(e), ExitCode.FATAL)
+    except (FileNotFoundError, ModelContractError) as e:
+        fail(str(e), ExitCode.FATAL)
+    page.launch(server_name=host, server_port=port, quiet=quiet)
+
+
 def _bands_line(c, bands) -> str:
     """The bands in force and, from the contract, what they achieve with their bounds."""
     if bands is not None:
