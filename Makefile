@@ -71,9 +71,10 @@ $(MODEL): $(RUN)/model.keras | setup
 
 score: $(MODEL) | setup
 	$(BIN)/infer score --input $(SCORE_INPUT) --model $(MODEL) --out $(RESULTS) --overwrite
+	$(BIN)/infer report $(RESULTS) --out $(basename $(RESULTS)).html --overwrite
 
 demo: score
-	@echo "Report: $(RUN)/report.md   Model card: $(OUT)/model_card.md   Results: $(RESULTS)"
+	@echo "Report: $(RUN)/report.md   Model card: $(OUT)/model_card.md   Results: $(RESULTS), $(basename $(RESULTS)).html"
 
 $(BEATS_DATA)/manifest.json: $(ECG5000) | setup
 	$(BIN)/ingest ecg5000 --input $(ECG5000) --out $(BEATS_DATA) --overwrite
