@@ -484,7 +484,7 @@ def _rate_consistency(model) -> tuple[dict, dict]:
     bands = {b: sum(got[100][i]["band"] == b for i in ids) for b in ("normal", "borderline", "MI")}
     return {"records": len(ids), "max_abs_diff": float(diff.max()),
             "mean_abs_diff": float(diff.mean()), "band_changes": len(changed),
-            "changed": changed, "bands_100hz": bands}, got
+            "changed": changed, "bands_100hz": bands, "ids": ids, "diff": diff}, got
 
 
 def bench_export(work: Path, lines: list[str], results: dict, model: Path) -> None:
@@ -507,7 +507,8 @@ def bench_export(work: Path, lines: list[str], results: dict, model: Path) -> No
         t0 = time.perf_counter()
         m.predict(x)
         rates[name] = len(x) / (time.perf_counter() - t0)
-        consistency[name] = _rate_consistency(m)[0]
+        c = _rate_consistency(m)[0]
+        consistency[name] = {k: v for k, v in c.items() if k not in ("ids", "diff")}
     t, e = metrics["test"], metrics["ensemble"]
     results["export"] = {"rates": rates, "final_auc": t["roc_auc"], "ensemble_auc":
                          e["test_roc_auc"], "rate_consistency": consistency}
@@ -674,10 +675,7 @@ def bench_rates(work: Path, lines: list[str], results: dict) -> None:
         export_onnx(run_dir, work / f"rates-{name}.onnx", overwrite=True)
         model = Model(work / f"rates-{name}.onnx")
         summary, got = _rate_consistency(model)
-        ids = sorted(set(got[100]) & set(got[500]))
-        diff = np.array([abs(got[100][i]["mi_probability"] - got[500][i]["mi_probability"])
-                         for i in ids])
-        changed = summary["changed"]
+        ids, diff, changed = summary.pop("ids"), summary.pop("diff"), summary["changed"]
         unseen = [i for i in ids if db[int(i)] in (7, 8)]
         margin = [min(abs(got[100][i]["mi_probability"] - t)
                       for t in (model.contract.band_low, model.contract.band_high))
@@ -1011,12 +1009,18 @@ def _find_keras_model(model: Path) -> Path:
     return runs[-1]
 
 
+#: the parts of `make bench`, in the order they run, and whether each takes --model
+PARTS = {"ingest": (bench_ingest, False), "export": (bench_export, True),
+         "quality": (bench_quality, True), "infer": (bench_infer, True),
+         "train": (bench_train, False), "rates": (bench_rates, False),
+         "beats": (bench_beats, False), "formats": (bench_formats, True),
+         "explain": (bench_explain, True)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
-    parser.add_argument("--only",
-                        default="ingest,quality,infer,export,train,rates,beats,formats,"
-                                "explain")
+    parser.add_argument("--only", default=",".join(PARTS))
     parser.add_argument("--model", type=Path, default=REPO / "out" / "model.onnx")
     parser.add_argument("--work", type=Path, default=None, help="keep the corpus here")
     args = parser.parse_args()
@@ -1036,24 +1040,9 @@ def main() -> None:
     ]
     results: dict = {}
     try:
-        if "ingest" in only:
-            bench_ingest(work, lines, results)
-        if "export" in only:
-            bench_export(work, lines, results, args.model.resolve())
-        if "quality" in only:
-            bench_quality(work, lines, results, args.model.resolve())
-        if "infer" in only:
-            bench_infer(work, lines, results, args.model.resolve())
-        if "train" in only:
-            bench_train(work, lines, results)
-        if "rates" in only:
-            bench_rates(work, lines, results)
-        if "beats" in only:
-            bench_beats(work, lines, results)
-        if "formats" in only:
-            bench_formats(work, lines, results, args.model.resolve())
-        if "explain" in only:
-            bench_explain(work, lines, results, args.model.resolve())
+        for name, (part, needs_model) in PARTS.items():
+            if name in only:
+                part(work, lines, results, *([args.model.resolve()] if needs_model else []))
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

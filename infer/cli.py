@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from common.cli import (
+    exit_codes,
     fail,
     parse_bands,
     progress_bar,
@@ -216,18 +217,9 @@ def report(results, out, overwrite, verbose, quiet):
     from infer.report import write_report
 
     setup_logging(verbose, quiet)
-    try:
+    with exit_codes(FileNotFoundError, ValueError):
         check_not_input(out, [results])
-    except OutputIsInputError as e:
-        fail(str(e), ExitCode.USAGE)
-    try:
         path = write_report(results, out, overwrite=overwrite)
-    except OutputExistsError as e:
-        fail(str(e), ExitCode.OUTPUT_EXISTS)
-    except (FileNotFoundError, ValueError) as e:
-        fail(str(e), ExitCode.FATAL)
-    except OutputError as e:
-        fail(str(e), ExitCode.OUTPUT_ERROR)
     click.echo(f"wrote {path}", err=quiet)
 
 

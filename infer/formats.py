@@ -207,6 +207,12 @@ def _find(elem: ET.Element, name: str) -> ET.Element | None:
     return next((c for c in elem.iter() if _local(c.tag) == name), None)
 
 
+def _text(elem: ET.Element, name: str, default: str | None = "") -> str | None:
+    """Text of the first descendant element called ``name`` (``default`` when absent)."""
+    found = _find(elem, name)
+    return default if found is None else (found.text or "")
+
+
 def _number(text: str | None, path: str, what: str) -> float:
     try:
         value = float(text)  # type: ignore[arg-type]
@@ -318,24 +324,20 @@ def read_muse(path: str) -> RawInput:
     ``LeadAmplitudeUnitsPerBit`` in ``LeadAmplitudeUnits``; missing limb leads derived."""
     root = _parse_xml(path)
     waves = [w for w in root.iter() if _local(w.tag) == "Waveform"]
-    rhythm = [w for w in waves if (_find(w, "WaveformType") is not None
-                                   and (_find(w, "WaveformType").text or "").strip().lower()
-                                   == "rhythm")]
+    kinds = [_text(w, "WaveformType").strip() or "?" for w in waves]
+    rhythm = [w for w, kind in zip(waves, kinds, strict=True) if kind.lower() == "rhythm"]
     if not rhythm:
-        kinds = [(_find(w, "WaveformType").text or "?") if _find(w, "WaveformType") is not None
-                 else "?" for w in waves]
         raise InputError(f"{path}: no Rhythm waveform (found: {', '.join(kinds) or 'none'}); "
                          "export the rhythm strip", kind="no_rhythm")
     wave = rhythm[0]
-    base = _number(getattr(_find(wave, "SampleBase"), "text", None), path, "SampleBase")
-    exponent = _number(getattr(_find(wave, "SampleExponent"), "text", "0") or "0", path,
-                       "SampleExponent")
+    base = _number(_text(wave, "SampleBase", None), path, "SampleBase")
+    exponent = _number(_text(wave, "SampleExponent", "0") or "0", path, "SampleExponent")
     fs = base * 10.0 ** exponent
     names, leads = [], []
     for lead in wave.iter():
         if _local(lead.tag) != "LeadData":
             continue
-        name = (getattr(_find(lead, "LeadID"), "text", None) or "").strip()
+        name = _text(lead, "LeadID").strip()
         where = f"lead {name or '?'}"
         data = _find(lead, "WaveFormData")
         if data is None or not (data.text or "").strip():
@@ -345,15 +347,15 @@ def read_muse(path: str) -> RawInput:
         except (binascii.Error, ValueError) as e:
             raise InputError(f"{path}: {where}'s WaveFormData is not valid base64 ({e}); the "
                              "file is damaged", kind="bad_base64") from e
-        count = _find(lead, "LeadSampleCountTotal")
-        n = int(_number(getattr(count, "text", None), path, f"{where}'s LeadSampleCountTotal"))
+        n = int(_number(_text(lead, "LeadSampleCountTotal", None), path,
+                        f"{where}'s LeadSampleCountTotal"))
         if len(raw) != 2 * n:
             raise InputError(f"{path}: {where} holds {len(raw)} bytes, LeadSampleCountTotal "
                              f"says {n} samples ({2 * n} bytes); the file is damaged",
                              kind="bad_shape")
-        per_bit = _number(getattr(_find(lead, "LeadAmplitudeUnitsPerBit"), "text", None), path,
+        per_bit = _number(_text(lead, "LeadAmplitudeUnitsPerBit", None), path,
                           f"{where}'s LeadAmplitudeUnitsPerBit")
-        unit = getattr(_find(lead, "LeadAmplitudeUnits"), "text", None)
+        unit = _text(lead, "LeadAmplitudeUnits", None)
         to_mv = _units_to_mv(unit, path, f"{where}'s LeadAmplitudeUnits")
         names.append(name)
         leads.append((np.frombuffer(raw, dtype="<i2") * (per_bit * to_mv)).astype(np.float32))
@@ -397,8 +399,7 @@ def read_philips(path: str) -> RawInput:
         if method == "Uncompressed":
             # the library cannot reconstruct in place from a read-only buffer: decoded here
             names, samples, fs, duration = _philips_uncompressed(root, waves, path)
-            doc = f"{getattr(_find(root, 'documenttype'), 'text', '?')} " \
-                  f"{getattr(_find(root, 'documentversion'), 'text', '?')}"
+            doc = f"{_text(root, 'documenttype', '?')} {_text(root, 'documentversion', '?')}"
         else:
             ecg = sierraecg.read_file(path)
             names = [lead.label for lead in ecg.leads]
@@ -436,8 +437,8 @@ def _philips_uncompressed(root: ET.Element, waves: ET.Element, path: str):
     """Leads of an uncompressed Philips file: base64 int16, lead after lead, with III, aVR,
     aVL and aVF stored as residuals, reconstructed as the sierraecg library does for every
     Philips file."""
-    fs = _number(waves.get("samplespersecond") or getattr(_find(root, "samplingrate"), "text",
-                                                          None), path, "the sampling rate")
+    fs = _number(waves.get("samplespersecond") or _text(root, "samplingrate", None), path,
+                 "the sampling rate")
     duration = _number(waves.get("durationperchannel"), path, "durationperchannel")
     names = (waves.get("leadlabels") or "").split()
     if not names:

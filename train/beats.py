@@ -22,7 +22,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from common.io import commit_output, make_temp_dir, package_versions, prepare_output, sha256_file
+from common.io import package_versions, prepare_output, sha256_file
 from schemas import BEAT_SAMPLES, Band
 from signals.beats import BEAT_FEATURES, beat_inputs
 
@@ -208,6 +207,7 @@ def fit_beats(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     from ingest.ecg5000 import load_beats
     from train.calibrate import choose_calibrator
     from train.evaluate import band_report, choose_bands, evaluate, plot_all
+    from train.fit import run_folder
 
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
     config.spec  # noqa: B018  (validates the architecture before any work)
@@ -217,11 +217,7 @@ def fit_beats(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         raise ValueError(f"{data_dir}: the beats are of one class only; nothing to learn")
     if min(int(y.sum()), int(len(y) - y.sum())) < config.folds:
         raise ValueError(f"{data_dir}: fewer beats of a class than folds ({config.folds})")
-    tmp = make_temp_dir(out_dir)
-    handler = logging.FileHandler(tmp / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("train").addHandler(handler)
-    try:
+    with run_folder(out_dir, overwrite) as tmp:
         t0 = time.perf_counter()
         x = model_inputs(beats, config.arch, config.denoiser)
         _LOGGER.info("%d beats (%d abnormal); %s on %s inputs of %d values", len(y),
@@ -276,13 +272,6 @@ def fit_beats(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         _LOGGER.info("cross-validated ROC AUC %.3f (95%% CI %.3f-%.3f), recall %.3f, "
                      "specificity %.3f", m["roc_auc"], *m["roc_auc_ci95"], m["recall"],
                      m["specificity"])
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        logging.getLogger("train").removeHandler(handler)
-        handler.close()
-    commit_output(tmp, out_dir, overwrite)
     return run
 
 

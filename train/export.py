@@ -58,10 +58,7 @@ def export_onnx(
     Returns a dict with ``max_abs_diff``, ``n_checked`` and ``bytes``.
     """
     import keras
-    import onnx
-    import onnxruntime as ort
     import tensorflow as tf
-    import tf2onnx
 
     # tf2onnx logs every optimisation pass at INFO; keep our own log readable
     logging.getLogger("tf2onnx").setLevel(max(logging.WARNING, _LOGGER.getEffectiveLevel()))
@@ -94,14 +91,8 @@ def export_onnx(
     else:
         model = keras.models.load_model(run_dir / "model.keras")
     spec = (tf.TensorSpec((None, n_samples, len(LEADS)), tf.float32, name=INPUT_NAME),)
-    try:
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
-    except Exception as e:  # tf2onnx raises a zoo of types for unsupported ops
-        raise ExportError(
-            f"{run_dir}: tf2onnx could not convert the model ({type(e).__name__}: {e}); "
-            "if it was trained on a GPU, rebuild the LSTM with use_cudnn=False"
-        ) from e
-
+    proto = _convert(model, spec, opset, run_dir, "; if it was trained on a GPU, rebuild the "
+                     "LSTM with use_cudnn=False")
     contract = ModelContract(
         model_name=f"mi-screen-{run['arch']}{'-ensemble' if ensemble else ''}-{run['fs']}hz",
         input_name=INPUT_NAME,
@@ -122,32 +113,54 @@ def export_onnx(
         window_stride=int(run.get("window", {}).get("stride", 0)),
         aggregation=run.get("window", {}).get("aggregation", "mean"),
     )
+    doc = ("MI screening model. Input ecg_mv: float32 [batch, samples, 12] in mV, leads "
+           f"{','.join(LEADS)}, {run['fs']} Hz. Output: MI probability. Research use only.")
+    # verified on the windows of the run's test records before anything is written
+    test = load_split(run["data_dir"], run["folds"]["test"],
+                      run["config"].get("min_quality", "unusable"))
+    x, _ = test.windows(contract.windows)
+    return _finish(proto, model, contract, run, doc, x, "the test records' windows", out,
+                   card_path, overwrite, tolerance,
+                   lambda sha, diff, n: model_card(contract, run, metrics, sha, diff, n))
+
+
+def _convert(model, spec, opset: int, run_dir: Path, hint: str = ""):
+    """tf2onnx conversion of a Keras model; ExportError (with ``hint``) if it fails."""
+    import tf2onnx
+
+    try:
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    except Exception as e:  # tf2onnx raises a zoo of types for unsupported ops
+        raise ExportError(f"{run_dir}: tf2onnx could not convert the model ({type(e).__name__}: "
+                          f"{e}){hint}") from e
+    return proto
+
+
+def _finish(proto, model, contract: ModelContract, run: dict[str, Any], doc: str,
+            x: np.ndarray, what: str, out: Path, card_path: Path, overwrite: bool,
+            tolerance: float, card) -> dict[str, Any]:
+    """Append the run's calibration and the contract to ``proto``, check onnxruntime against
+    Keras (then the same calibration) on ``x``, and write the model and its card
+    (``card(sha256, max_diff, n_checked)``) only if they agree within ``tolerance``."""
+    import onnx
+    import onnxruntime as ort
+
     calibrator = Calibrator(**run["calibration"]) if run.get("calibration") else Calibrator()
     _append_calibration(proto, calibrator)
     onnx.helper.set_model_props(proto, contract.to_metadata())
     proto.producer_name = "mi-screen"
-    proto.doc_string = (
-        "MI screening model. Input ecg_mv: float32 [batch, samples, 12] in mV, leads "
-        f"{','.join(LEADS)}, {run['fs']} Hz. Output: MI probability. Research use only."
-    )
+    proto.doc_string = doc
     data = proto.SerializeToString()
-
-    # Verify on the windows of the run's test records before writing anything.
-    test = load_split(run["data_dir"], run["folds"]["test"],
-                      run["config"].get("min_quality", "unusable"))
-    x, _ = test.windows(contract.windows)
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    onnx_p = session.run(None, {INPUT_NAME: x})[0].reshape(-1)
+    onnx_p = session.run(None, {contract.input_name: x})[0].reshape(-1)
     keras_p = calibrator(np.asarray(model.predict(x, batch_size=256, verbose=0)).reshape(-1))
     diff = float(np.max(np.abs(onnx_p - keras_p))) if len(x) else 0.0
     if not diff <= tolerance:
-        raise ExportError(
-            f"{out}: onnxruntime and Keras differ by {diff:.2e} (> {tolerance:.0e}) on the test "
-            "records' windows; the export is not written"
-        )
+        raise ExportError(f"{out}: onnxruntime and Keras differ by {diff:.2e} (> "
+                          f"{tolerance:.0e}) on {what}; the export is not written")
     atomic_write_bytes(out, data, overwrite)
-    card = model_card(contract, run, metrics, sha256_file(out), diff, len(x))
-    atomic_write_bytes(card_path, card.encode(), overwrite=overwrite)
+    atomic_write_bytes(card_path, card(sha256_file(out), diff, len(x)).encode(),
+                       overwrite=overwrite)
     _LOGGER.info("wrote %s and %s", out, card_path)
     return {"max_abs_diff": diff, "n_checked": len(x), "bytes": len(data), "card": card_path}
 
@@ -158,10 +171,7 @@ def _export_beats(run_dir: Path, run: dict[str, Any], metrics: dict[str, Any], o
     """Export a ``train fit --task beats`` run: input ``[batch, 140]`` beats or ``[batch, F]``
     features, output the calibrated probability that a beat is abnormal."""
     import keras
-    import onnx
-    import onnxruntime as ort
     import tensorflow as tf
-    import tf2onnx
 
     from ingest.ecg5000 import load_beats
     from train.beats import model_inputs
@@ -169,12 +179,7 @@ def _export_beats(run_dir: Path, run: dict[str, Any], metrics: dict[str, Any], o
     model = keras.models.load_model(run_dir / "model.keras")
     n = int(run["input_samples"])
     name = "beat" if run["inputs"] == "beat" else "beat_features"
-    spec = (tf.TensorSpec((None, n), tf.float32, name=name),)
-    try:
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
-    except Exception as e:  # tf2onnx raises a zoo of types for unsupported ops
-        raise ExportError(f"{run_dir}: tf2onnx could not convert the model ({type(e).__name__}: "
-                          f"{e})") from e
+    proto = _convert(model, (tf.TensorSpec((None, n), tf.float32, name=name),), opset, run_dir)
     cv = metrics["cross_validation"]
     contract = ModelContract(
         model_name=f"mi-screen-beats-{run['arch']}", input_name=name, fs=BEAT_NOMINAL_FS,
@@ -194,27 +199,15 @@ def _export_beats(run_dir: Path, run: dict[str, Any], metrics: dict[str, Any], o
               "denoiser": run["config"].get("denoiser", "none"), "lead": "II",
               "samples": int(run["beat_samples"])},
     )
-    calibrator = Calibrator(**run["calibration"]) if run.get("calibration") else Calibrator()
-    _append_calibration(proto, calibrator)
-    onnx.helper.set_model_props(proto, contract.to_metadata())
-    proto.producer_name = "mi-screen"
-    proto.doc_string = ("Abnormal-beat model (ECG5000 demonstration). Input: "
-                        f"{'140 z-normalised samples' if name == 'beat' else 'beat features'}; "
-                        "output: probability that the beat is abnormal. Research use only.")
-    data = proto.SerializeToString()
+    doc = ("Abnormal-beat model (ECG5000 demonstration). Input: "
+           f"{'140 z-normalised samples' if name == 'beat' else 'beat features'}; "
+           "output: probability that the beat is abnormal. Research use only.")
     _, beats, _ = load_beats(run["data_dir"])
     x = model_inputs(beats[:200], run["arch"], contract.beat["denoiser"])
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    onnx_p = session.run(None, {name: x})[0].reshape(-1)
-    keras_p = calibrator(np.asarray(model.predict(x, verbose=0)).reshape(-1))
-    diff = float(np.max(np.abs(onnx_p - keras_p)))
-    if not diff <= tolerance:
-        raise ExportError(f"{out}: onnxruntime and Keras differ by {diff:.2e} (> "
-                          f"{tolerance:.0e}) on the beats; the export is not written")
-    atomic_write_bytes(out, data, overwrite)
-    card = beat_model_card(contract, run, cv, sha256_file(out), diff, len(x))
-    atomic_write_bytes(card_path, card.encode(), overwrite=overwrite)
-    return {"max_abs_diff": diff, "n_checked": len(x), "bytes": len(data), "card": card_path}
+    return _finish(proto, model, contract, run, doc, x, "the beats", out, card_path, overwrite,
+                   tolerance,
+                   lambda sha, diff, n_checked: beat_model_card(contract, run, cv, sha, diff,
+                                                                n_checked))
 
 
 #: A beat model's contract ``fs``: the nominal rate of a 140-sample ECG5000 beat (unused: beats

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -239,15 +241,7 @@ def fit(
     for name, s in splits.items():
         if s.y.sum() == 0 or s.y.sum() == len(s):
             raise ValueError(f"the {name} folds {list(s.folds)} hold records of one class only")
-    tmp = make_temp_dir(out_dir)
-    handler = logging.FileHandler(tmp / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    train_logger = logging.getLogger("train")
-    old_level = train_logger.level
-    if train_logger.getEffectiveLevel() > logging.INFO:
-        train_logger.setLevel(logging.INFO)  # train.log gets every epoch, whatever -q says
-    train_logger.addHandler(handler)
-    try:
+    with run_folder(out_dir, overwrite) as tmp:
         t0 = time.perf_counter()
         _LOGGER.info("data %s: %s", data_dir, {k: f"{len(s)} records, {int(s.y.sum())} MI, "
                                                    f"folds {list(s.folds)}"
@@ -379,6 +373,24 @@ def fit(
         t = metrics["test"]
         _LOGGER.info("test ROC AUC %.3f (95%% CI %.3f-%.3f), PR AUC %.3f; bands %.4f / %.4f",
                      t["roc_auc"], *t["roc_auc_ci95"], t["pr_auc"], bands.low, bands.high)
+    return run
+
+
+@contextlib.contextmanager
+def run_folder(out_dir: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary run folder, with ``train.log`` receiving the ``train`` loggers at INFO
+    whatever ``-q`` says; moved into place at ``out_dir`` when the block succeeds, removed
+    when it fails."""
+    tmp = make_temp_dir(out_dir)
+    handler = logging.FileHandler(tmp / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    train_logger = logging.getLogger("train")
+    old_level = train_logger.level
+    if train_logger.getEffectiveLevel() > logging.INFO:
+        train_logger.setLevel(logging.INFO)
+    train_logger.addHandler(handler)
+    try:
+        yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -387,7 +399,6 @@ def fit(
         train_logger.setLevel(old_level)
         handler.close()
     commit_output(tmp, out_dir, overwrite)
-    return run
 
 
 def _write_history(path: Path, history: dict[str, list[float]]) -> None:
