@@ -52,7 +52,7 @@ $(BIN)/activate:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train,signals,formats,plots,app,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,signals,formats,plots,app,cluster,cloud,dev]'
 	touch $@
 
 setup: $(VENV)/.installed

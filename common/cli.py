@@ -27,6 +27,9 @@ def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    # object-storage and cluster clients narrate every connection at INFO
+    for noisy in ("aiobotocore", "botocore", "s3fs", "fsspec", "distributed"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 def fail(message: str, code: ExitCode) -> None:

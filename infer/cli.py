@@ -17,6 +17,7 @@ from common.cli import (
     terminating_cleanly,
     verbosity_options,
 )
+from common.cluster import scheduler_option
 from common.errors import OutputError, OutputExistsError, OutputIsInputError, RecordError
 from common.io import check_not_input
 from schemas import ExitCode, ModelContractError
@@ -40,13 +41,24 @@ def cli() -> None:
     """
 
 
+def _input_location(ctx, param, value: str) -> str:
+    """--input: a folder that exists, or an fsspec URL (checked when it is listed)."""
+    from common.storage import is_url
+
+    if not is_url(value) and not os.path.isdir(value):
+        raise click.BadParameter(f"{value!r} is not a folder (nor a URL such as s3://bucket/x/)")
+    return value
+
+
 @cli.command()
-@click.option("--input", "input_dir", required=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder searched for WFDB records (.hea + signal file), CSV files and "
-                   "hospital exports (DICOM, HL7 aECG, GE MUSE and Philips XML, EDF).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Results table: Parquet, or CSV if the name ends in .csv.")
+@click.option("--input", "input_dir", required=True, callback=_input_location, metavar="DIR|URL",
+              help="Folder, or fsspec URL (s3://, gs://, file://), searched for WFDB records "
+                   "(.hea + signal file), CSV files and hospital exports (DICOM, HL7 aECG, GE "
+                   "MUSE and Philips XML, EDF).")
+@click.option("--out", required=True, metavar="FILE|DIR/",
+              help="Results: a Parquet file, a CSV file (name ending in .csv), or, for large "
+                   "runs, a partitioned dataset: a folder or URL ending in '/' (parts, plan, "
+                   "manifest; resumable with --resume).")
 @click.option("--model", "model_path", default=DEFAULT_MODEL, show_default=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="ONNX model from `train export` (env MI_SCREEN_MODEL sets the default).")
@@ -84,13 +96,21 @@ def cli() -> None:
               help="Band thresholds [default: the model's, chosen on validation].")
 @click.option("--n-jobs", type=int, default=None,
               help="Reader processes for large batches [default: one per core].")
+@scheduler_option("each part of a dataset --out is a task")
+@click.option("--resume", is_flag=True,
+              help="With --out DIR/: finish a run that was stopped (killed, crashed, disk "
+                   "full); only the missing parts are scored. Refused if the model or options "
+                   "differ. A finished run is left as it is.")
+@click.option("--part-records", type=click.IntRange(min=1), default=512, show_default=True,
+              help="With --out DIR/: inputs per part (the unit of resuming and of cluster "
+                   "tasks).")
 @click.option("--fail-on-error", is_flag=True,
               help="Stop at the first record that cannot be scored; write nothing (exit 3).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
 def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad_short,
           allow_missing_leads, measurements, explain, plots_dir, beats, beat_lead, bands, n_jobs,
-          fail_on_error, overwrite, verbose, quiet):
+          scheduler, resume, part_records, fail_on_error, overwrite, verbose, quiet):
     """Score every ECG record under --input and write one results row per record.
 
     Each row has the MI probability, a band (normal / borderline / MI, from the model's
@@ -113,14 +133,32 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
         infer score --input exports/ --out results.csv --pattern '*.csv' --csv-fs 500
         infer score --model out/beats.onnx --input data/ecg5000 --out beats.parquet
         infer score --model out/beats.onnx --input records/ --beats --out per-record.parquet
+
+    Large runs write a partitioned dataset (--out ending in '/'), which a stopped run finishes
+    with --resume, here or on a Dask cluster (docs/cluster.md):
+
+    \b
+        infer score --input /archive --out results/ --resume
+        infer score --input s3://ecgs/2026-11-25/ --out s3://results/2026-11-25/ \\
+            --scheduler tcp://scheduler:8786 --resume
     """
-    from infer.score import Model, NoInputError, ScoreOptions, score_dir, write_results
+    from common.storage import StorageExtraMissing, is_url
+    from infer.score import Model, NoInputError, ScoreOptions
 
     setup_logging(verbose, quiet)
+    dataset = out.endswith("/") or (not is_url(out) and os.path.isdir(out))
+    if resume and not dataset:
+        fail(f"--resume needs a partitioned --out (a folder or URL ending in '/'); {out} is a "
+             "single file, which a run writes whole or not at all", ExitCode.USAGE)
+    if scheduler and not dataset:
+        fail(f"--scheduler needs a partitioned --out (a folder or URL ending in '/'), such as "
+             f"{out.rsplit('.', 1)[0]}/", ExitCode.USAGE)
     try:
-        check_not_input(out, [input_dir, model_path])
+        local = [p for p in (input_dir, model_path) if not is_url(os.fspath(p))]
+        if not is_url(out):
+            check_not_input(out, local)
         if plots_dir is not None:
-            check_not_input(plots_dir, [input_dir, model_path], option="--plots")
+            check_not_input(plots_dir, local, option="--plots")
     except OutputIsInputError as e:
         fail(str(e), ExitCode.USAGE)
     if plots_dir is not None:
@@ -130,7 +168,7 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
             require_matplotlib()
         except PlotExtraMissing as e:
             fail(str(e), ExitCode.FATAL)
-    if out.exists() and not overwrite:
+    if not dataset and not is_url(out) and os.path.exists(out) and not overwrite:
         fail(f"{out}: output exists; pass --overwrite to replace it, or choose another --out",
              ExitCode.OUTPUT_EXISTS)
     try:
@@ -160,28 +198,47 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
                            allow_missing_leads=allow_missing_leads, measurements=measurements,
                            beats=beats, beat_lead=beat_lead, explain=explain,
                            plots=str(plots_dir) if plots_dir is not None else None)
+    from common.cluster import ClusterError, ClusterExtraMissing
+    from infer.dataset import ResumeError
+
+    table = None
     try:
         with terminating_cleanly():
             with progress_bar("scoring", enabled=not quiet) as update:
-                table, summary = score_dir(input_dir, model, pattern=pattern,
-                                           recursive=recursive, options=options, bands=bands,
-                                           n_jobs=n_jobs, progress=update,
-                                           stop_on_error=fail_on_error)
-            write_results(table, out, overwrite=overwrite)
+                if dataset:
+                    summary = _score_dataset(input_dir, out, model, options, pattern, recursive,
+                                             bands, n_jobs, update, fail_on_error, resume,
+                                             overwrite, part_records, scheduler)
+                else:
+                    from infer.score import score_dir, write_results
+
+                    table, summary = score_dir(input_dir, model, pattern=pattern,
+                                               recursive=recursive, options=options,
+                                               bands=bands, n_jobs=n_jobs, progress=update,
+                                               stop_on_error=fail_on_error)
+            if table is not None:
+                write_results(table, out, overwrite=overwrite)
     except NoInputError as e:
         fail(str(e), ExitCode.FATAL)
     except RecordError as e:
-        fail(f"{e} (--fail-on-error: nothing written)", ExitCode.FATAL)
+        fail(f"{e} (--fail-on-error: " + ("the parts finished so far are kept)" if dataset
+                                           else "nothing written)"), ExitCode.FATAL)
     except OutputExistsError as e:
         fail(str(e), ExitCode.OUTPUT_EXISTS)
+    except ResumeError as e:
+        fail(str(e), ExitCode.USAGE)
     except OutputError as e:
-        fail(str(e), ExitCode.OUTPUT_ERROR)
+        fail(str(e) + ("; the parts written so far are kept: re-run with --resume once it is "
+                       "fixed" if dataset else ""), ExitCode.OUTPUT_ERROR)
+    except (StorageExtraMissing, ClusterExtraMissing, ClusterError) as e:
+        fail(str(e), ExitCode.FATAL)
     for message in summary.first_errors:
         _LOGGER.warning(message)
-    for status, message in zip(table["status"].to_pylist(), table["message"].to_pylist(),
-                               strict=True):
-        if status == "skipped":
-            _LOGGER.info("skipped %s", message)
+    if table is not None:
+        for status, message in zip(table["status"].to_pylist(), table["message"].to_pylist(),
+                                   strict=True):
+            if status == "skipped":
+                _LOGGER.info("skipped %s", message)
     click.echo(f"{summary.line()} -> {out}", err=quiet)
     if summary.ignored:
         from infer.score import _ignored_text
@@ -197,14 +254,37 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
         raise SystemExit(int(ExitCode.PARTIAL))
 
 
+def _score_dataset(input_dir, out, model, options, pattern, recursive, bands, n_jobs, progress,
+                   fail_on_error, resume, overwrite, part_records, scheduler):
+    """infer score --out DIR/: discover, then score part by part, here or on the cluster."""
+    from common.cluster import connect
+    from common.storage import is_url
+    from infer.dataset import score_to_dataset
+    from infer.score import find_inputs
+
+    found = find_inputs(input_dir, model, pattern, recursive)
+    with connect(scheduler) as client:
+        if client is not None:
+            _LOGGER.info("scoring on the Dask cluster at %s (%d workers)", scheduler,
+                         len(client.scheduler_info().get("workers", {})))
+        summary = score_to_dataset(
+            found.inputs, model, out, options=options, bands=bands, n_jobs=n_jobs,
+            progress=progress, stop_on_error=fail_on_error, skipped=found.skipped,
+            root=None if is_url(input_dir) else input_dir, resume=resume, overwrite=overwrite,
+            part_records=part_records, client=client)
+    summary.ignored = found.ignored
+    return summary
+
+
 @cli.command()
-@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("results", metavar="RESULTS")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="HTML file to write (self-contained: opens offline).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
 def report(results, out, overwrite, verbose, quiet):
-    """Write a self-contained HTML report of a results table: counts per status, band and
+    """Write a self-contained HTML report of a results table (a Parquet or CSV file, or a
+    finished dataset folder of `infer score --out DIR/`): counts per status, band and
     quality, the score histogram, and a sortable, filterable table of every row with links to
     the ECG pages of `infer score --plots`.
 

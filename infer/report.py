@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from common.io import atomic_write_bytes
+from common.storage import is_url
 
 #: table columns shown (when the results have them), in order
 COLUMNS = ["record_id", "status", "band", "mi_probability", "abnormal_probability", "quality",
@@ -25,17 +26,18 @@ COLUMNS = ["record_id", "status", "band", "mi_probability", "abnormal_probabilit
 
 
 def read_results(path: str | os.PathLike[str]) -> pa.Table:
-    """A results table written by ``infer score`` (Parquet, or CSV when the name ends in .csv)."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
+    """A results table written by ``infer score``: Parquet, CSV when the name ends in .csv, or
+    a finished partitioned dataset (``--out DIR/``)."""
+    from infer.dataset import UnfinishedDatasetError
+    from infer.dataset import read_results as read
 
-    path = Path(path)
-    if not path.is_file():
+    path = os.fspath(path)
+    if not is_url(path) and not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such results file; pass the --out of `infer score`")
     try:
-        if path.suffix.lower() == ".csv":
-            return pacsv.read_csv(path)
-        return pq.read_table(path)
+        return read(path)
+    except UnfinishedDatasetError as e:
+        raise ValueError(str(e)) from e
     except (pa.ArrowInvalid, OSError) as e:
         raise ValueError(f"{path}: not a results table ({e}); pass the --out of `infer "
                          "score`") from e

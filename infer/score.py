@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from common.errors import RecordError
-from common.io import atomic_write, sha256_file
+from common.io import atomic_write
+from common.storage import is_url
 from infer.preprocess import PLAUSIBLE_CSV_SECONDS, Conformed, conform, to_windows
 from infer.readers import (
     BEAT_INPUT_FORMATS,
@@ -81,19 +84,25 @@ class Model:
     run in separate steps, so processes and threads never compete for the cores.
     """
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None):
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
+                 data: bytes | None = None):
         import onnxruntime as ort
 
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(
-                f"{self.path}: model not found; run `make export` or pass --model PATH")
+        if data is None:
+            if not self.path.is_file():
+                raise FileNotFoundError(
+                    f"{self.path}: model not found; run `make export` or pass --model PATH")
+            data = self.path.read_bytes()
+        #: the model file's bytes: what a cluster's workers load (they may not see the path)
+        self.data = data
+        self.threads = threads or available_cores()
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or available_cores()
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
+            self.session = ort.InferenceSession(data, sess_options=opts,
                                                 providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise ModelContractError(f"{self.path}: not a readable ONNX model ({e})") from e
@@ -105,7 +114,7 @@ class Model:
             raise ModelContractError(f"{self.path}: graph inputs {names} do not match the "
                                      f"contract's {self.contract.input_name!r}")
         self.contract.validate(str(self.path), input_shape=inputs[0].shape)
-        self.sha256 = sha256_file(self.path)
+        self.sha256 = hashlib.sha256(data).hexdigest()
 
     def predict(self, x: np.ndarray, batch_size: int = BATCH_WINDOWS) -> np.ndarray:
         """MI probability per window; ``x`` is float32 ``(n, input_samples, n_leads)`` mV."""
@@ -214,6 +223,14 @@ def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions,
     length) or None)]`` in input order.  Runs in a worker process for large batches; never
     raises for bad input.
     """
+    if items and is_url(items[0][0]):  # object storage: read a local copy of the chunk
+        from infer.remote import staged
+
+        with staged(items) as (local, tmp, restore):
+            out = _prepare_chunk(local, contract, options, tmp)
+            for row, _ in out:
+                restore(row)
+            return out
     read = [_read_one(p, f, contract, options, root) for p, f in items]
     ok = [k for k, (_, c) in enumerate(read) if c is not None]
     verdicts = dict(zip(ok, _gate([read[k][1] for k in ok], contract), strict=True))
@@ -303,17 +320,19 @@ def _explain_and_plot(model: Model, prepared, options: ScoreOptions) -> None:
             ecg_page(plot[0], plot[1], contract.leads, row, Path(options.plots))
 
 
-def _chunks(inputs: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-    """Consecutive chunks of at most CHUNK_RECORDS inputs and about CHUNK_BYTES of files: a
-    chunk of hour-long records holds a few of them, not 512."""
+def _chunks(inputs: Sequence[tuple[str, str]],
+            max_records: int = CHUNK_RECORDS) -> list[list[tuple[str, str]]]:
+    """Consecutive chunks of at most ``max_records`` inputs and about CHUNK_BYTES of files: a
+    chunk of hour-long records holds a few of them, not 512.  (Sizes of files behind URLs are
+    not looked up: their chunks are cut by count.)"""
     out, chunk, size = [], [], 0
     for path, fmt in inputs:
         try:
             base = path[:-4] if fmt == "wfdb" else path
-            n = os.path.getsize(base + ".dat" if fmt == "wfdb" else base)
+            n = 0 if "://" in path else os.path.getsize(base + ".dat" if fmt == "wfdb" else base)
         except OSError:
             n = 0
-        if chunk and (len(chunk) >= CHUNK_RECORDS or size + n > CHUNK_BYTES):
+        if chunk and (len(chunk) >= max_records or size + n > CHUNK_BYTES):
             out.append(chunk)
             chunk, size = [], 0
         chunk.append((path, fmt))
@@ -336,18 +355,23 @@ class ScoreSummary:
     unit: str = "records"  # what the rate in the summary line counts
     ignored: dict[str, int] = field(default_factory=dict)  # other files, by extension
     first_errors: list[str] = field(default_factory=list)
+    #: what this run scored, when it is not ``n`` (a resumed run): the rate counts these
+    scored_now: int | None = None
 
     @property
     def scored(self) -> int:
         return self.status["ok"] + self.status["warning"]
 
     def line(self) -> str:
-        rate = self.n / self.seconds if self.seconds else 0.0
+        done = self.n if self.scored_now is None else self.scored_now
+        rate = done / self.seconds if self.seconds else 0.0
         what = "inputs" if self.unit == "records" else self.unit
         return (f"{self.n} {what}: {self.status['ok']} ok, {self.status['warning']} warnings, "
                 f"{self.status['error']} errors, {self.status['skipped']} skipped; bands: "
                 + ", ".join(f"{k} {v}" for k, v in self.bands.items())
-                + f"; {rate:.0f} {self.unit}/s")
+                + f"; {rate:.0f} {self.unit}/s"
+                + ("" if self.scored_now is None or self.scored_now == self.n
+                   else f" ({self.scored_now} scored by this run)"))
 
 
 def score_inputs(
@@ -361,8 +385,8 @@ def score_inputs(
     skipped: Sequence[tuple[str, str]] = (),
     root: str | os.PathLike[str] | None = None,
 ) -> tuple[pa.Table, ScoreSummary]:
-    """Score ``(path, format)`` inputs; one RESULTS_SCHEMA row per input, in input order,
-    then one ``skipped`` row per ``(path, reason)`` in ``skipped``.
+    """Score ``(path, format)`` inputs; one RESULTS_SCHEMA row per input (a beat model: per
+    beat), in input order, then one ``skipped`` row per ``(path, reason)`` in ``skipped``.
 
     Inputs are processed in chunks of at most :data:`CHUNK_RECORDS` records and about
     :data:`CHUNK_BYTES` of files: a chunk is read and preprocessed (in ``n_jobs`` worker
@@ -371,93 +395,151 @@ def score_inputs(
     WFDB header may not name signal files outside it (absolute paths, ``..``).  With
     ``stop_on_error`` the first error raises :class:`RecordError`.
     """
+    t0 = time.perf_counter()
+    summary = new_summary(model)
+    scored_at = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for chunk_rows in score_chunks(_chunks(inputs), model, options, bands, n_jobs, root,
+                                   progress):
+        finish_rows(chunk_rows, model, scored_at, summary, stop_on_error)
+        rows.extend(chunk_rows)
+    extra = skipped_rows(skipped)
+    finish_rows(extra, model, scored_at, summary, stop_on_error)
+    rows.extend(extra)
+    summary.n = len(rows)
+    summary.seconds = time.perf_counter() - t0
+    return pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA), summary
+
+
+def new_summary(model: Model) -> ScoreSummary:
+    """An empty summary with the bands of the model's task."""
+    if model.contract.task == "beats":
+        return ScoreSummary(unit="rows", bands={b.value: 0 for b in (
+            Band.NORMAL, Band.BORDERLINE, Band.ABNORMAL)})
+    return ScoreSummary()
+
+
+def skipped_rows(skipped: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """One ``skipped`` row per ``(path, reason)`` that discovery set aside."""
+    return [{"record_id": record_id(p), "path": safe_text(p),
+             "format": input_format(p) or "folder", "status": "skipped",
+             "message": f"{safe_text(p)}: {why}"} for p, why in skipped]
+
+
+def score_chunks(
+    chunks: Sequence[Sequence[tuple[str, str]]],
+    model: Model,
+    options: ScoreOptions = ScoreOptions(),
+    bands: tuple[float, float] | None = None,
+    n_jobs: int | None = None,
+    root: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Yield the rows of each chunk of inputs, chunk by chunk, in order (rows not yet
+    finished: see :func:`finish_rows`).  The engine of :func:`score_inputs` and of partitioned
+    runs (:mod:`infer.dataset`), where a chunk is a part of the output."""
     import joblib
 
-    t0 = time.perf_counter()
     contract = model.contract
     low, high = bands if bands is not None else (contract.band_low, contract.band_high)
-    if contract.task == "beats":
-        return _score_beats(inputs, model, options, low, high, progress, stop_on_error,
-                            skipped, root, t0)
+    root = None if root is None else os.fspath(root)
+    total = sum(len(c) for c in chunks)
     n_jobs = n_jobs or available_cores()
-    parallel = n_jobs > 1 and len(inputs) >= MIN_PARALLEL_RECORDS
+    parallel = n_jobs > 1 and total >= MIN_PARALLEL_RECORDS and contract.task != "beats"
     pool = joblib.Parallel(n_jobs=n_jobs) if parallel else None
-    scored_at = datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
-    summary = ScoreSummary()
-    root = None if root is None else os.fspath(root)
-    extra = [{"record_id": record_id(p), "path": safe_text(p),
-              "format": input_format(p) or "folder", "status": "skipped",
-              "message": f"{safe_text(p)}: {why}"} for p, why in skipped]
-    for chunk in _chunks(inputs):
-        if pool is not None and len(chunk) > 1:
-            per = -(-len(chunk) // n_jobs)
-            parts = pool(joblib.delayed(_prepare_chunk)(chunk[i : i + per], contract, options,
-                                                        root)
-                         for i in range(0, len(chunk), per))
-            prepared = [item for part in parts for item in part]
+    for chunk in chunks:
+        if contract.task == "beats":
+            from infer.beats import beat_rows
+
+            with _local_copy(chunk, root) as (local, where, restore):
+                rows = [row for path, fmt in local
+                        for row in beat_rows(path, fmt, model, options, low, high, where)]
+            for row in rows:
+                restore(row)
+            yield rows
         else:
-            prepared = _prepare_chunk(chunk, contract, options, root)
-        good = [(row, w) for row, w in prepared if w is not None]
-        if good:
-            for (row, _), p in zip(good, _predict(model, good), strict=True):
-                row["mi_probability"] = p
-                row["band"] = band_for(p, low, high).value
-        if options.explain or options.plots:
-            _explain_and_plot(model, prepared, options)
-        for row, _ in prepared:
-            _finish_row(row, model, scored_at, summary, stop_on_error)
-            rows.append(row)
+            yield _score_chunk(chunk, model, options, low, high, root, pool, n_jobs)
         if progress:
-            progress(len(chunk), len(inputs))
-    for row in extra:
-        _finish_row(row, model, scored_at, summary, stop_on_error)
-        rows.append(row)
-    summary.n = len(rows)
-    summary.seconds = time.perf_counter() - t0
-    return pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA), summary
+            progress(len(chunk), total)
 
 
-def _finish_row(row: dict[str, Any], model: Model, scored_at, summary: ScoreSummary,
-                stop_on_error: bool) -> None:
-    row["message"] = _cap(row.get("message", ""))
-    row.update(model_name=model.contract.model_name, model_sha256=model.sha256,
-               scored_at=scored_at)
-    summary.status[row["status"]] += 1
-    if row.get("band"):
-        summary.bands[row["band"]] += 1
-    if row["status"] == "error":
-        if stop_on_error:
-            raise RecordError(row["message"], kind="stopped")
-        if len(summary.first_errors) < 5:
-            summary.first_errors.append(row["message"])
+@contextlib.contextmanager
+def _local_copy(chunk, root):
+    """``(items, root, restore)``: the chunk itself, or for URLs a staged local copy."""
+    if chunk and is_url(chunk[0][0]):
+        from infer.remote import staged
+
+        with staged(chunk) as staging:
+            yield staging
+    else:
+        yield chunk, root, lambda row: None
 
 
-def _score_beats(inputs, model: Model, options: ScoreOptions, low: float, high: float,
-                 progress, stop_on_error: bool, skipped, root, t0: float):
-    """score_inputs for a beat model (see :mod:`infer.beats`): one process, input by input."""
-    from infer.beats import beat_rows
+def _score_chunk(chunk, model: Model, options: ScoreOptions, low: float, high: float,
+                 root: str | None, pool, n_jobs: int) -> list[dict[str, Any]]:
+    """Read, gate, score (and explain, plot) one chunk of MI inputs: its rows in order."""
+    import joblib
 
-    scored_at = datetime.now(UTC)
-    summary = ScoreSummary(bands={b.value: 0 for b in (Band.NORMAL, Band.BORDERLINE,
-                                                       Band.ABNORMAL)})
-    rows: list[dict[str, Any]] = []
-    root = None if root is None else os.fspath(root)
-    for path, fmt in inputs:
-        for row in beat_rows(path, fmt, model, options, low, high, root):
-            _finish_row(row, model, scored_at, summary, stop_on_error)
-            rows.append(row)
-        if progress:
-            progress(1, len(inputs))
-    for p, why in skipped:
-        row = {"record_id": record_id(p), "path": safe_text(p), "format": "other",
-               "status": "skipped", "message": f"{safe_text(p)}: {why}"}
-        _finish_row(row, model, scored_at, summary, stop_on_error)
-        rows.append(row)
-    summary.n = len(rows)
-    summary.unit = "rows"
-    summary.seconds = time.perf_counter() - t0
-    return pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA), summary
+    contract = model.contract
+    if pool is not None and len(chunk) > 1:
+        per = -(-len(chunk) // n_jobs)
+        parts = pool(joblib.delayed(_prepare_chunk)(chunk[i : i + per], contract, options, root)
+                     for i in range(0, len(chunk), per))
+        prepared = [item for part in parts for item in part]
+    else:
+        prepared = _prepare_chunk(chunk, contract, options, root)
+    good = [(row, w) for row, w in prepared if w is not None]
+    if good:
+        for (row, _), p in zip(good, _predict(model, good), strict=True):
+            row["mi_probability"] = p
+            row["band"] = band_for(p, low, high).value
+    if options.explain or options.plots:
+        _explain_and_plot(model, prepared, options)
+    for row, _ in prepared:
+        row.pop("_plot", None)
+    return [row for row, _ in prepared]
+
+
+def finish_rows(rows: list[dict[str, Any]], model: Model, scored_at, summary: ScoreSummary,
+                stop_on_error: bool = False) -> None:
+    """Stamp rows with the model and time, cap messages, count them into ``summary``."""
+    for row in rows:
+        row["message"] = _cap(row.get("message", ""))
+        row.update(model_name=model.contract.model_name, model_sha256=model.sha256,
+                   scored_at=scored_at)
+        summary.status[row["status"]] += 1
+        if row.get("band"):
+            summary.bands[row["band"]] += 1
+        if row["status"] == "error":
+            if stop_on_error:
+                raise RecordError(row["message"], kind="stopped")
+            if len(summary.first_errors) < 5:
+                summary.first_errors.append(row["message"])
+
+
+def find_inputs(input_dir: str | os.PathLike[str], model: Model, pattern: str | None = None,
+                recursive: bool = True):
+    """The :class:`~infer.readers.Discovery` of a folder or URL; NoInputError when it holds
+    nothing to score."""
+    formats = BEAT_INPUT_FORMATS if model.contract.task == "beats" else INPUT_FORMATS
+    if is_url(input_dir):
+        from infer.remote import discover_url
+
+        found = discover_url(os.fspath(input_dir), pattern=pattern, recursive=recursive,
+                             formats=formats)
+    else:
+        found = discover(input_dir, pattern=pattern, recursive=recursive, formats=formats)
+    if not found.inputs:
+        skipped = found.skipped
+        raise NoInputError(
+            f"{input_dir}: no .hea or .csv files to score"
+            + (f" matching {pattern!r}" if pattern else "")
+            + ("" if recursive else " (not searching subfolders: drop --no-recursive)")
+            + (f"; other files: {_ignored_text(found.ignored)}" if found.ignored else "")
+            + (f"; {len(skipped)} skipped, e.g. {skipped[0][0]}: {skipped[0][1]}"
+               if skipped else "")
+        )
+    return found
 
 
 def score_dir(
@@ -467,22 +549,13 @@ def score_dir(
     recursive: bool = True,
     **kwargs: Any,
 ) -> tuple[pa.Table, ScoreSummary]:
-    """Score every WFDB record and CSV file under ``input_dir`` (see :func:`score_inputs`);
-    candidates that discovery skips (hidden, unreadable folders, link loops, pipes) get a
-    ``skipped`` row each, with the reason."""
-    formats = BEAT_INPUT_FORMATS if model.contract.task == "beats" else INPUT_FORMATS
-    found = discover(input_dir, pattern=pattern, recursive=recursive, formats=formats)
-    inputs, skipped = found.inputs, found.skipped
-    if not inputs:
-        raise NoInputError(
-            f"{input_dir}: no .hea or .csv files to score"
-            + (f" matching {pattern!r}" if pattern else "")
-            + ("" if recursive else " (not searching subfolders: drop --no-recursive)")
-            + (f"; other files: {_ignored_text(found.ignored)}" if found.ignored else "")
-            + (f"; {len(skipped)} skipped, e.g. {skipped[0][0]}: {skipped[0][1]}"
-               if skipped else "")
-        )
-    table, summary = score_inputs(inputs, model, skipped=skipped, root=input_dir, **kwargs)
+    """Score every input under ``input_dir`` (a folder or an fsspec URL; see
+    :func:`score_inputs`); candidates that discovery skips (hidden, unreadable folders, link
+    loops, pipes) get a ``skipped`` row each, with the reason."""
+    found = find_inputs(input_dir, model, pattern, recursive)
+    root = None if is_url(input_dir) else input_dir
+    table, summary = score_inputs(found.inputs, model, skipped=found.skipped, root=root,
+                                  **kwargs)
     summary.ignored = found.ignored
     return table, summary
 
@@ -492,17 +565,19 @@ def _ignored_text(ignored: dict[str, int]) -> str:
         ", ..." if len(ignored) > 8 else "")
 
 
-def write_results(table: pa.Table, out: str | os.PathLike[str], overwrite: bool = False) -> Path:
-    """Write results atomically: Parquet, or CSV when ``out`` ends in ``.csv``.
+def write_results(table: pa.Table, out: str | os.PathLike[str], overwrite: bool = False) -> str:
+    """Write results atomically: Parquet, or CSV when ``out`` ends in ``.csv``; ``out`` may be
+    an fsspec URL (one upload of the finished file).
 
-    Raises OutputExistsError, or OutputError (one line: path, problem, fix) on any I/O failure;
-    nothing partial is left either way.
+    Raises OutputExistsError, or OutputError (one line: path, problem, fix) on any I/O
+    failure; nothing partial is left either way.
     """
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    out = Path(out)
-    if out.suffix.lower() == ".csv":
+    out = os.fspath(out)
+    csv = out.lower().endswith(".csv")
+    if csv:
         # CSV has no lists: attr_seconds becomes "a;b;c"
         for i, f in enumerate(table.schema):
             if pa.types.is_list(f.type):
@@ -510,7 +585,27 @@ def write_results(table: pa.Table, out: str | os.PathLike[str], overwrite: bool 
                         for v in table.column(i).to_pylist()]
                 table = table.set_column(i, pa.field(f.name, pa.string()),
                                          pa.array(text, pa.string()))
-        atomic_write(out, lambda tmp: pacsv.write_csv(table, tmp), overwrite)
+
+    def write(target) -> None:
+        if csv:
+            pacsv.write_csv(table, target)
+        else:
+            pq.write_table(table, target)
+
+    if is_url(out):
+        import io
+
+        from common.errors import OutputExistsError
+        from common.storage import Folder
+
+        parent, name = out.rsplit("/", 1)
+        folder = Folder(parent)
+        if not overwrite and name in folder.names():
+            raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it, or "
+                                    "choose another --out")
+        buf = io.BytesIO()
+        write(buf)
+        folder.write(name, buf.getvalue())
     else:
-        atomic_write(out, lambda tmp: pq.write_table(table, tmp), overwrite)
+        atomic_write(Path(out), lambda tmp: write(str(tmp)), overwrite)
     return out

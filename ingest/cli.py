@@ -16,6 +16,7 @@ from common.cli import (
     terminating_cleanly,
     verbosity_options,
 )
+from common.cluster import ClusterError, ClusterExtraMissing, connect, scheduler_option
 from common.errors import MetadataError
 from ingest.convert import NothingConvertedError, convert_ptbxl
 from ingest.download import PTBXL_URL, DownloadError, download_ptbxl
@@ -58,6 +59,7 @@ def cli() -> None:
     help="Which copy of each record to convert (Hz).",
 )
 @n_jobs_option()
+@scheduler_option("each chunk is a task; --root and --out must be folders every worker sees")
 @click.option(
     "--measurements", is_flag=True,
     help="Add heart rate, RR, QRS duration and R/T amplitudes (lead II) per record (needs the "
@@ -68,8 +70,8 @@ def cli() -> None:
 )
 @verbosity_options
 def ptbxl(
-    root: Path, out: Path, rate: str, n_jobs: int, measurements: bool, overwrite: bool,
-    verbose: bool, quiet: bool,
+    root: Path, out: Path, rate: str, n_jobs: int, scheduler: str | None, measurements: bool,
+    overwrite: bool, verbose: bool, quiet: bool,
 ) -> None:
     """Convert every record listed in ptbxl_database.csv to Parquet, partitioned by strat_fold.
 
@@ -93,11 +95,12 @@ def ptbxl(
             require_neurokit()
         except MeasurementExtraMissing as e:
             fail(str(e), ExitCode.FATAL)
-    with exit_codes(MetadataError, NothingConvertedError), terminating_cleanly(), \
+    with exit_codes(MetadataError, NothingConvertedError, ClusterError, ClusterExtraMissing), \
+            terminating_cleanly(), connect(scheduler) as client, \
             progress_bar(f"ingest {rate} Hz", enabled=not quiet) as update:
         summary = convert_ptbxl(
             root, out, rate=int(rate), n_jobs=n_jobs, overwrite=overwrite, progress=update,
-            measurements=measurements,
+            measurements=measurements, client=client,
         )
     for message in summary.first_errors:
         _LOGGER.warning(message)

@@ -15,6 +15,7 @@ signals and peak memory does not grow with the corpus.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -343,6 +344,7 @@ def convert_ptbxl(
     chunk_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     measurements: bool = False,
+    client=None,
 ) -> ConversionSummary:
     """Convert every record listed in ``ptbxl_database.csv`` to a partitioned Parquet dataset.
 
@@ -356,6 +358,9 @@ def convert_ptbxl(
     overwrite : replace an existing ``out_dir`` (only once the new one is complete)
     chunk_size : records per Parquet file (default: :func:`default_chunk_size` of the rate)
     progress : called with (records just finished, records listed) after each chunk
+    client : a ``distributed.Client``: chunks run as tasks on its Dask cluster (joblib's dask
+        backend) instead of ``n_jobs`` local processes; ``root`` and ``out_dir`` must be
+        folders every worker sees.  The output is the same.
     measurements : add the MEASUREMENT_FIELDS (R peaks, heart rate, QRS, R/T amplitudes on
         lead II; needs the ``signals`` extra, about 40 ms per record).  The quality columns
         are always filled.
@@ -398,25 +403,31 @@ def convert_ptbxl(
     tmp = make_temp_dir(out_dir)
     try:
         results: list[ChunkResult] = []
-        runner = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
-        for res in runner(
-            joblib.delayed(_convert_chunk)(
-                cid,
-                fold,
-                list(zip((pos + 2).tolist(), db.iloc[pos].to_dict("records"), strict=True)),
-                str(root),
-                rate,
-                str(tmp),
-                scp,
-                database_csv,
-                measurements,
-            )
-            for cid, fold, pos in chunks
-        ):
-            results.append(res)
-            errors.extend(res.errors)
-            if progress:
-                progress(res.n_records, n_listed)
+        if client is None:
+            backend = contextlib.nullcontext()
+        else:
+            backend = joblib.parallel_config(backend="dask", client=client)
+        with backend:
+            runner = joblib.Parallel(n_jobs=n_jobs if client is None else -1,
+                                     return_as="generator")
+            for res in runner(
+                joblib.delayed(_convert_chunk)(
+                    cid,
+                    fold,
+                    list(zip((pos + 2).tolist(), db.iloc[pos].to_dict("records"), strict=True)),
+                    str(root),
+                    rate,
+                    str(tmp),
+                    scp,
+                    database_csv,
+                    measurements,
+                )
+                for cid, fold, pos in chunks
+            ):
+                results.append(res)
+                errors.extend(res.errors)
+                if progress:
+                    progress(res.n_records, n_listed)
         errors.sort(key=lambda e: (e["ecg_id"] if e["ecg_id"] is not None else -1, e["path"]))
         pq.write_table(pa.Table.from_pylist(errors, schema=ERRORS_SCHEMA), tmp / "errors.parquet")
         manifest = _manifest(root, rate, n_jobs, chunk_size, n_listed, results, errors, inputs,

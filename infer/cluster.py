@@ -1,0 +1,93 @@
+"""Scoring on a Dask cluster (``infer score --scheduler ADDRESS``; the ``cluster`` extra).
+
+The client plans the run and writes the output; each part of the plan is one task.  A worker
+process keeps one onnxruntime session per model (its intra-op threads are the worker's
+threads: start workers with ``--nthreads 1`` and one process per core, the layout onnxruntime
+wants), reads the part's inputs itself and sends back only the results rows.  The model goes
+to the workers as bytes, once, so they need not see the client's files; the inputs must be
+reachable from every worker (a shared folder, or object storage URLs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from common.cluster import ClusterError, distributed_module
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Parts in flight per worker thread: enough to keep workers busy, few enough that the
+#: client holds the rows of a handful of parts whatever the size of the run.
+IN_FLIGHT_PER_THREAD = 3
+
+#: Sessions of this worker process, by model SHA-256.
+_SESSIONS: dict[str, Any] = {}
+
+
+def worker_model(data: bytes, sha256: str):
+    """This worker process's session for the model (made once, on first use)."""
+    model = _SESSIONS.get(sha256)
+    if model is None:
+        from infer.score import Model
+
+        threads = 1
+        with contextlib.suppress(Exception):
+            from distributed import get_worker
+
+            threads = max(1, int(get_worker().state.nthreads))
+        model = Model("<from the client>", threads=threads, data=data)
+        _SESSIONS[sha256] = model
+    return model
+
+
+def _score_part(i: int, items: list[tuple[str, str]], data: bytes, sha256: str, options,
+                bands, root: str | None) -> tuple[int, list[dict[str, Any]]]:
+    """Task: the rows of one part, scored in the worker (read here, scored here)."""
+    from infer.score import score_chunks
+
+    model = worker_model(data, sha256)
+    rows = next(iter(score_chunks([items], model, options, bands, n_jobs=1, root=root)))
+    return i, rows
+
+
+def score_parts(client, parts: dict[int, list[tuple[str, str]]], model, options, bands,
+                root: str | None, progress: Callable[[int, int], None] | None = None
+                ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """Yield ``(part, rows)`` as the cluster finishes them (any order), keeping at most
+    IN_FLIGHT_PER_THREAD parts per worker thread in flight."""
+    distributed = distributed_module()
+    threads = sum(client.nthreads().values()) or 1
+    data = client.scatter(model.data, broadcast=True, hash=True)
+    total = sum(len(v) for v in parts.values())
+    pending = list(parts.items())
+    pending.reverse()
+    root = None if root is None else os.fspath(root)
+    run = uuid.uuid4().hex[:12]  # task keys of two runs on one cluster never meet
+
+    def submit():
+        i, items = pending.pop()
+        return client.submit(_score_part, i, items, data, model.sha256, options, bands, root,
+                             key=f"mi-screen-{run}-part-{i}", retries=2)
+
+    running = distributed.as_completed(
+        [submit() for _ in range(min(len(pending), threads * IN_FLIGHT_PER_THREAD))],
+        loop=client.loop)
+    for future in running:
+        try:
+            i, rows = future.result()
+        except Exception as e:  # a worker that died three times (KilledWorker), a lost link
+            raise ClusterError(
+                f"{future.key}: failed on the cluster ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:200] if str(e) else ''}); the parts finished so far "
+                "are kept: check the workers' logs and re-run with --resume") from e
+        future.release()
+        if pending:
+            running.add(submit())
+        if progress:
+            progress(len(parts[i]), total)
+        yield i, rows
