@@ -37,6 +37,15 @@ def make_corpus(dst: Path, n_records: int | None = 24, rates=(100,)) -> Path:
     return dst
 
 
+def copy_records(dst: Path, n: int, rate: int = 100) -> Path:
+    """Copy the first ``n`` shipped records of ``rate`` (header and signal file) into ``dst``."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for hea in sorted(SAMPLE.glob(f"records{rate}/*/*.hea"))[:n]:
+        for ext in (".hea", ".dat"):
+            shutil.copy(hea.with_suffix(ext), dst)
+    return dst
+
+
 @pytest.fixture
 def small_corpus(tmp_path: Path) -> Path:
     """A writable 24-record copy of the sample (100 Hz) that a test may damage."""

@@ -5,7 +5,6 @@ scoring of beat files and of 12-lead records with --beats."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, SAMPLE
+from conftest import REPO, SAMPLE, copy_records
 
 from common.beatfiles import read_beats
 from ingest.ecg5000 import convert_ecg5000, load_beats
@@ -264,11 +263,7 @@ def test_scoring_a_beat_file_gives_one_row_per_beat(beat_runs, tmp_path):
 def test_beats_cli_cuts_records_and_reports_fractions(beat_runs, tmp_path):
     from infer.cli import cli
 
-    folder = tmp_path / "rec"
-    folder.mkdir()
-    for hea in sorted(SAMPLE.glob("records500/*/*.hea"))[:6]:
-        for ext in (".hea", ".dat"):
-            shutil.copy(hea.with_suffix(ext), folder)
+    folder = copy_records(tmp_path / "rec", 6, rate=500)
     model = str(beat_runs["seed003"][2])
     out = tmp_path / "r.parquet"
     r = CliRunner().invoke(cli, ["score", "--model", model, "--input", str(folder), "--out",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLE, make_corpus
+from conftest import SAMPLE, copy_records, make_corpus
 
 from infer import Model
 from infer.cli import cli as infer_cli
@@ -186,11 +185,7 @@ def test_disk_full_mid_run_is_one_line_and_the_parts_are_kept(model_path, tmp_pa
 def test_inputs_that_vanish_mid_run_become_error_rows(model_path, tmp_path):
     from infer.score import find_inputs, score_inputs
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for hea in sorted(RECORDS.glob("*/*.hea"))[:6]:
-        for ext in (".hea", ".dat"):
-            shutil.copy(hea.with_suffix(ext), folder)
+    folder = copy_records(tmp_path / "in", 6)
     model = Model(model_path)
     found = find_inputs(folder, model)  # listed ...
     gone = found.inputs[1][0]
@@ -322,8 +317,13 @@ def test_scoring_from_and_to_object_storage(model_path, reference, s3, tmp_path)
     fs.rm_file("results/night/part-00001.parquet")
     r = _invoke(infer_cli, [*args, "--resume"])
     assert r.exit_code == 0, r.output
+    assert "resuming: 2 of 3 parts done, 16 inputs to score" in r.output
     pd.testing.assert_frame_equal(_frame(read_results(out)).drop(columns="path"),
                                   first40.drop(columns="path"))
+    # the report reads the dataset from the bucket
+    r = _invoke(infer_cli, ["report", out, "--out", tmp_path / "night.html", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "s3://ecgs/night/" in (tmp_path / "night.html").read_text()
 
 
 def test_object_storage_failures_are_rows_or_one_line(model_path, s3, tmp_path):
