@@ -10,7 +10,6 @@ reachable from every worker (a shared folder, or object storage URLs).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import uuid
@@ -25,34 +24,17 @@ _LOGGER = logging.getLogger(__name__)
 #: client holds the rows of a handful of parts whatever the size of the run.
 IN_FLIGHT_PER_THREAD = 3
 
-#: Sessions of this worker process, by model SHA-256.
-_SESSIONS: dict[str, Any] = {}
-
-
-def worker_model(data: bytes, sha256: str):
-    """This worker process's session for the model (made once, on first use)."""
-    model = _SESSIONS.get(sha256)
-    if model is None:
-        from infer.score import Model
-
-        threads = 1
-        with contextlib.suppress(Exception):
-            from distributed import get_worker
-
-            threads = max(1, int(get_worker().state.nthreads))
-        model = Model("<from the client>", threads=threads, data=data)
-        _SESSIONS[sha256] = model
-    return model
-
 
 def _score_part(i: int, items: list[tuple[str, str]], data: bytes, sha256: str, options,
                 bands, root: str | None) -> tuple[int, list[dict[str, Any]]]:
-    """Task: the rows of one part, scored in the worker (read here, scored here)."""
-    from infer.score import score_chunks
+    """Task: the rows of one part, read and scored in the worker with its own session, whose
+    intra-op threads are the worker's threads."""
+    from distributed import get_worker
 
-    model = worker_model(data, sha256)
-    rows = next(iter(score_chunks([items], model, options, bands, n_jobs=1, root=root)))
-    return i, rows
+    from infer.score import score_slice
+
+    threads = max(1, int(get_worker().state.nthreads))
+    return score_slice(i, items, data, sha256, options, bands, root, threads)
 
 
 def score_parts(client, parts: dict[int, list[tuple[str, str]]], model, options, bands,

@@ -437,16 +437,23 @@ def score_chunks(
 ) -> Iterator[list[dict[str, Any]]]:
     """Yield the rows of each chunk of inputs, chunk by chunk, in order (rows not yet
     finished: see :func:`finish_rows`).  The engine of :func:`score_inputs` and of partitioned
-    runs (:mod:`infer.dataset`), where a chunk is a part of the output."""
-    import joblib
+    runs (:mod:`infer.dataset`), where a chunk is a part of the output.
 
+    Large batches of an MI model run in ``n_jobs`` worker processes, each reading, gating
+    and scoring whole slices of chunks with its own one-thread onnxruntime session (the
+    layout onnxruntime wants for N processes, and the one a Dask worker uses); the next
+    slices are dispatched while the finished ones come back, so reading and inference overlap
+    across processes.  Small batches run here, with the session's own threads.
+    """
     contract = model.contract
     low, high = bands if bands is not None else (contract.band_low, contract.band_high)
     root = None if root is None else os.fspath(root)
     total = sum(len(c) for c in chunks)
     n_jobs = n_jobs or available_cores()
-    parallel = n_jobs > 1 and total >= MIN_PARALLEL_RECORDS and contract.task != "beats"
-    pool = joblib.Parallel(n_jobs=n_jobs) if parallel else None
+    if n_jobs > 1 and total >= MIN_PARALLEL_RECORDS and contract.task != "beats":
+        yield from _score_in_processes(chunks, model, options, bands, n_jobs, root, progress,
+                                       total)
+        return
     for chunk in chunks:
         if contract.task == "beats":
             from infer.beats import beat_rows
@@ -458,9 +465,59 @@ def score_chunks(
                 restore(row)
             yield rows
         else:
-            yield _score_chunk(chunk, model, options, low, high, root, pool, n_jobs)
+            yield _score_chunk(chunk, model, options, low, high, root)
         if progress:
             progress(len(chunk), total)
+
+
+def _score_in_processes(chunks, model: Model, options: ScoreOptions, bands, n_jobs: int,
+                        root: str | None, progress, total: int) -> Iterator[list[dict]]:
+    """score_chunks in ``n_jobs`` processes: each chunk cut into ``n_jobs`` slices, scored by
+    :func:`score_slice`, put back together in order."""
+    import joblib
+
+    tasks = []
+    for k, chunk in enumerate(chunks):
+        per = -(-len(chunk) // n_jobs)
+        tasks += [(k, list(chunk[i : i + per])) for i in range(0, len(chunk), per)]
+    pool = joblib.Parallel(n_jobs=n_jobs, return_as="generator", pre_dispatch="2 * n_jobs")
+    results = pool(joblib.delayed(score_slice)(k, items, model.data, model.sha256, options,
+                                               bands, root) for k, items in tasks)
+    current, rows = 0, []
+    remaining = [sum(1 for k, _ in tasks if k == c) for c in range(len(chunks))]
+    for k, part in results:
+        rows.extend(part)
+        remaining[k] -= 1
+        if remaining[k] == 0:  # slices come back in order: the chunk is complete
+            assert k == current
+            yield rows
+            if progress:
+                progress(len(chunks[k]), total)
+            current, rows = current + 1, []
+
+
+#: This process's onnxruntime sessions by model SHA-256 (worker processes of the local pool
+#: and Dask workers keep one per model).
+_SESSIONS: dict[str, Model] = {}
+
+
+def process_model(data: bytes, sha256: str, threads: int = 1) -> Model:
+    """This process's session for a model (made once per process, from the model's bytes)."""
+    model = _SESSIONS.get(sha256)
+    if model is None:
+        model = Model("<model sent by the scorer>", threads=threads, data=data)
+        _SESSIONS[sha256] = model
+    return model
+
+
+def score_slice(k: int, items: list[tuple[str, str]], data: bytes, sha256: str,
+                options: ScoreOptions, bands, root: str | None,
+                threads: int = 1) -> tuple[int, list[dict[str, Any]]]:
+    """Task of a worker process (local pool or Dask): read, gate and score ``items`` with
+    this process's session; return ``(k, rows)``."""
+    model = process_model(data, sha256, threads)
+    rows = next(iter(score_chunks([items], model, options, bands, n_jobs=1, root=root)))
+    return k, rows
 
 
 @contextlib.contextmanager
@@ -476,18 +533,9 @@ def _local_copy(chunk, root):
 
 
 def _score_chunk(chunk, model: Model, options: ScoreOptions, low: float, high: float,
-                 root: str | None, pool, n_jobs: int) -> list[dict[str, Any]]:
+                 root: str | None) -> list[dict[str, Any]]:
     """Read, gate, score (and explain, plot) one chunk of MI inputs: its rows in order."""
-    import joblib
-
-    contract = model.contract
-    if pool is not None and len(chunk) > 1:
-        per = -(-len(chunk) // n_jobs)
-        parts = pool(joblib.delayed(_prepare_chunk)(chunk[i : i + per], contract, options, root)
-                     for i in range(0, len(chunk), per))
-        prepared = [item for part in parts for item in part]
-    else:
-        prepared = _prepare_chunk(chunk, contract, options, root)
+    prepared = _prepare_chunk(chunk, model.contract, options, root)
     good = [(row, w) for row, w in prepared if w is not None]
     if good:
         for (row, _), p in zip(good, _predict(model, good), strict=True):

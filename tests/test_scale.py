@@ -232,7 +232,7 @@ def test_scoring_on_a_cluster_equals_the_local_run(model_path, reference, cluste
 
 
 def _worker_sessions():
-    from infer.cluster import _SESSIONS
+    from infer.score import _SESSIONS
 
     return [m.threads for m in _SESSIONS.values()]
 
