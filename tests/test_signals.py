@@ -203,3 +203,21 @@ def test_scorer_measurements_column(tmp_path, trained):
     CliRunner().invoke(cli, ["score", "--input", str(folder), "--out", str(out2),
                              "--model", str(trained[2]), "-q"])
     assert pd.read_parquet(out2)["hr_bpm"].isna().all()
+
+
+def test_resampler_is_scipy_resample_poly_with_its_filter_cached():
+    """signals.resample designs the filter once per ratio; the output must stay exactly
+    scipy's resample_poly (training's --mix-rate-data and the scorer depend on it)."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    from signals.resample import resample
+
+    hea = sorted(SAMPLE.glob("records500/*/*.hea"))[0]
+    rec = read_record(hea.with_suffix(""))
+    for x in (rec.signal, rec.signal.astype(np.float32), rec.signal.astype(np.float64)):
+        for fs_out in (100, 250, 360, 1000):
+            r = Fraction(fs_out / 500).limit_denominator(1000)
+            want = resample_poly(x, r.numerator, r.denominator, axis=0).astype(np.float32)
+            np.testing.assert_array_equal(resample(x, 500, fs_out), want)
