@@ -1283,7 +1283,15 @@ def bench_speed(work: Path, lines: list[str], results: dict, model: Path) -> Non
         f"{', '.join(f'{c:.2f}' for c in colds)} s | | <= 0.35 s: "
         f"{verdict(max(colds) <= 0.35)} |",
         "",
-        f"- `python -X importtime -c 'import infer.cli'`: {import_s:.2f} s cumulative.",
+        f"- `python -X importtime -c 'import infer.cli'`: {import_s:.2f} s cumulative. Of a "
+        "cold 10-record run, about 0.15-0.2 s is pyarrow importing pandas the first time it "
+        "builds an array from Python values (`pa.array`, `Table.from_pylist`: its pandas "
+        "shim), which the results table cannot avoid while pandas is installed.",
+        "- Before and after the scoring layout of 2026-11-25 (commit 4c93220: reader processes "
+        "that score their own slices with one-thread sessions, dispatched ahead, instead of "
+        "one scoring process waiting for its readers): the same 21,799 records at 100 Hz took "
+        "8.1 and 7.8 s before (2,688 and 2,821 records/s, two runs) and 5.8-6.0 s after (three "
+        "runs), with identical results.",
         "- Where the time goes at 100 Hz (cProfile of one process on 1024 records): reading "
         "0.30 ms per record (header parsing 0.11 ms, checksums 0.03 ms, ADC to mV 0.04 ms), "
         "the quality gate 0.07 ms, lead mapping 0.05 ms, onnxruntime (one thread) 0.21 ms: "

@@ -34,10 +34,13 @@ def cli() -> None:
 
     Exit codes: 0 every record scored (warnings and skipped non-inputs included); 1 some
     records could not be scored (error rows in the results); 2 bad command line (also: --out is
-    or lies inside an input, or is the model); 3 nothing scored: unusable model, empty input
-    folder, every record failed (the results still list why), or an error with
-    --fail-on-error; 4 output exists (use --overwrite); 5 the results could not be written
-    (disk full, read-only, permission: nothing partial is left); 143 stopped by SIGTERM.
+    or lies inside an input, or is the model; --resume of a run with another model or
+    options); 3 nothing scored: unusable model, empty input folder, every record failed (the
+    results still list why), an error with --fail-on-error, an unreachable Dask scheduler, a
+    missing extra; 4 output exists (use --overwrite, or --resume for an unfinished dataset);
+    5 the results could not be written (disk full, read-only, permission, bucket: nothing
+    partial is left; a dataset --out DIR/ keeps its finished parts for --resume); 143
+    stopped by SIGTERM.
     """
 
 
