@@ -1290,8 +1290,9 @@ def bench_speed(work: Path, lines: list[str], results: dict, model: Path) -> Non
         "- Before and after the scoring layout of 2026-11-25 (commit 4c93220: reader processes "
         "that score their own slices with one-thread sessions, dispatched ahead, instead of "
         "one scoring process waiting for its readers): the same 21,799 records at 100 Hz took "
-        "8.1 and 7.8 s before (2,688 and 2,821 records/s, two runs) and 5.8-6.0 s after (three "
-        "runs), with identical results.",
+        "8.5-9.1 s of wall time before (three runs: 2,400-2,560 records/s; commit be13903 "
+        "run from a worktree) and 5.8-6.2 s after (three runs: 3,500-3,760 records/s), with "
+        "identical results.",
         "- Where the time goes at 100 Hz (cProfile of one process on 1024 records): reading "
         "0.30 ms per record (header parsing 0.11 ms, checksums 0.03 ms, ADC to mV 0.04 ms), "
         "the quality gate 0.07 ms, lead mapping 0.05 ms, onnxruntime (one thread) 0.21 ms: "
