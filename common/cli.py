@@ -140,3 +140,34 @@ def terminating_cleanly() -> Iterator[None]:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
         stop_workers()
+
+
+class _SkipPandas:
+    """A meta-path finder that answers "not installed" for pandas (see below)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas":
+            raise ModuleNotFoundError("pandas skipped by mi-screen's start-up", name=name)
+        return None
+
+
+def skip_pyarrow_pandas_import() -> None:
+    """Spare a command that never hands pandas objects to pyarrow the 0.15-0.2 s pyarrow spends
+    importing pandas the first time it builds an array from Python values (its pandas shim
+    looks for pandas types on every such call).
+
+    The shim is asked once while pandas looks absent; it remembers that, and builds arrays
+    without importing pandas from then on.  pandas itself stays importable, and anything that
+    needs it through pyarrow (``Table.to_pandas``, ``Table.from_pandas``) still works: those
+    calls import it when they run.  A no-op when pandas is already imported.
+    """
+    if "pandas" in sys.modules:
+        return
+    finder = _SkipPandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        import pyarrow as pa
+
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(finder)
