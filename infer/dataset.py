@@ -99,19 +99,19 @@ def _run_identity(model: Model, options: ScoreOptions, bands, n_parts: int,
 
 def _plan_table(chunks: Sequence[Sequence[tuple[str, str]]],
                 skipped: Sequence[tuple[str, str]]) -> pa.Table:
-    paths, formats, parts, reasons = [], [], [], []
+    """The plan as a table, built part by part (no list of every path on the way: the
+    client's memory stays that of the inputs themselves)."""
+    batches = []
     for i, chunk in enumerate(chunks):
-        for path, fmt in chunk:
-            paths.append(path)
-            formats.append(fmt)
-            parts.append(i)
-            reasons.append(None)
-    for path, why in skipped:  # a part of their own, after the inputs
-        paths.append(path)
-        formats.append("skipped")
-        parts.append(len(chunks))
-        reasons.append(why)
-    return pa.table([paths, formats, parts, reasons], schema=PLAN_SCHEMA)
+        batches.append(pa.record_batch(
+            [[p for p, _ in chunk], [f for _, f in chunk], pa.array([i] * len(chunk), pa.int32()),
+             pa.nulls(len(chunk), pa.string())], schema=PLAN_SCHEMA))
+    if skipped:  # a part of their own, after the inputs
+        batches.append(pa.record_batch(
+            [[p for p, _ in skipped], ["skipped"] * len(skipped),
+             pa.array([len(chunks)] * len(skipped), pa.int32()), [w for _, w in skipped]],
+            schema=PLAN_SCHEMA))
+    return pa.Table.from_batches(batches, schema=PLAN_SCHEMA)
 
 
 def _plan_parts(plan: pa.Table) -> dict[int, list[tuple[str, str]]]:
@@ -181,17 +181,23 @@ def score_to_dataset(
         identity["started_at"] = datetime.now(UTC).isoformat()
         folder.write(PLAN, _parquet_bytes(plan))
         folder.write(RUN, (json.dumps(identity, indent=2) + "\n").encode())
-    parts = _plan_parts(plan)
+        parts = dict(enumerate(chunks))  # the plan, without reading it back
+        if skipped:
+            parts[len(chunks)] = list(skipped)
+        skipped_part = len(chunks) if skipped else None
+    else:
+        parts = _plan_parts(plan)
+        skipped_part = len(parts) - 1 if skipped_part_exists(plan) else None
+    del plan
     done = {n for n in folder.names() if n.startswith("part-")}
     todo = {i: items for i, items in parts.items() if part_name(i) not in done}
     if done:
         _LOGGER.info("%s: resuming: %d of %d parts done, %d inputs to score", out,
                      len(parts) - len(todo), len(parts),
                      sum(len(v) for v in todo.values()))
-    n_skipped_part = len(parts) - 1 if skipped_part_exists(plan) else None
     scratch = new_summary(model)
     scored_now = 0
-    for i, rows in _run_parts(todo, n_skipped_part, model, options, bands, n_jobs, root,
+    for i, rows in _run_parts(todo, skipped_part, model, options, bands, n_jobs, root,
                               progress, client):
         finish_rows(rows, model, datetime.now(UTC), scratch, stop_on_error)
         scored_now += len(rows)

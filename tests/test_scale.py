@@ -349,3 +349,23 @@ def test_object_storage_failures_are_rows_or_one_line(model_path, s3, tmp_path):
                             "--out", "s3://no-such-bucket/r/"])
     assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
     assert "s3://no-such-bucket/r/" in r.output and "Traceback" not in r.output
+
+
+def test_skipped_candidates_are_a_part_of_their_own_and_resume(model_path, tmp_path):
+    folder = copy_records(tmp_path / "in", 3)
+    (folder / ".hidden.hea").write_text((folder / sorted(os.listdir(folder))[1]).read_text())
+    out = tmp_path / "results"
+    args = ["score", "--input", folder, "--model", model_path, "--out", f"{out}/",
+            "--part-records", 2, "-q"]
+    r = _invoke(infer_cli, args)
+    assert r.exit_code == 0, r.output
+    first = _frame(read_results(str(out)))
+    assert list(first["status"].iloc[-1:]) == ["skipped"] and len(first) == 4
+    assert "hidden file" in first["message"].iloc[-1]
+    assert sorted(p.name for p in out.glob("part-*")) == [f"part-0000{i}.parquet"
+                                                          for i in range(3)]
+    for name in ("_manifest.json", "part-00002.parquet", "part-00000.parquet"):
+        (out / name).unlink()
+    r = _invoke(infer_cli, [*args, "--resume"])
+    assert r.exit_code == 0, r.output
+    pd.testing.assert_frame_equal(_frame(read_results(str(out))), first)
