@@ -109,6 +109,14 @@ class Folder:
             raise self._error(e) from e
         return sorted(n for n in entries if not n.startswith("."))
 
+    def exists(self, name: str) -> bool:
+        try:
+            if self.remote:
+                return bool(self.fs.exists(f"{self.root}/{name}"))
+            return os.path.isfile(self.path(name))
+        except OSError:
+            return False
+
     def read(self, name: str) -> bytes:
         try:
             if self.remote:

@@ -99,7 +99,8 @@ def _input_location(ctx, param, value: str) -> str:
 @click.option("--bands", callback=parse_bands, default=None, metavar="LOW,HIGH",
               help="Band thresholds [default: the model's, chosen on validation].")
 @click.option("--n-jobs", type=int, default=None,
-              help="Reader processes for large batches [default: one per core].")
+              help="Worker processes for large batches, each reading and scoring with its "
+                   "own one-thread onnxruntime session [default: one per core].")
 @scheduler_option("each part of a dataset --out is a task")
 @click.option("--resume", is_flag=True,
               help="With --out DIR/: finish a run that was stopped (killed, crashed, disk "

@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.errors import OutputExistsError
+from common.errors import OutputError, OutputExistsError
 from common.storage import Folder, is_url
 from infer.score import (
     CHUNK_RECORDS,
@@ -201,6 +201,7 @@ def score_to_dataset(
                               progress, client):
         finish_rows(rows, model, datetime.now(UTC), scratch, stop_on_error)
         scored_now += len(rows)
+        _check_still_there(folder)
         folder.write(part_name(i), _parquet_bytes(
             pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA)))
     summary = _summarise(folder, model, len(parts))
@@ -212,6 +213,16 @@ def score_to_dataset(
                 "first_errors": summary.first_errors}
     folder.write(MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return summary
+
+
+def _check_still_there(folder: Folder) -> None:
+    """Refuse to go on writing into a folder that vanished or was emptied mid-run (writing
+    would re-create it and leave a dataset without its first parts, plan and run file)."""
+    if not folder.exists(RUN):
+        raise OutputError(
+            f"{folder}: cannot write the output: the folder vanished or was emptied while the "
+            f"run was working ({RUN} is gone); nothing more is written. Find what removed it, "
+            "then run again (the inputs are all still to score)")
 
 
 def skipped_part_exists(plan: pa.Table) -> bool:
@@ -254,8 +265,13 @@ def _summarise(folder: Folder, model: Model, n_parts: int) -> ScoreSummary:
     """Counts over every part of the dataset (the resumed ones too)."""
     summary = new_summary(model)
     for i in range(n_parts):
-        t = pq.read_table(io.BytesIO(folder.read(part_name(i))),
-                          columns=["status", "band", "message"])
+        try:
+            data = folder.read(part_name(i))
+        except OSError as e:
+            raise OutputError(
+                f"{folder.path(part_name(i))}: cannot read back a finished part ({e.strerror or e}"
+                "); the folder was changed while the run was working: re-run with --resume") from e
+        t = pq.read_table(io.BytesIO(data), columns=["status", "band", "message"])
         for status, band, message in zip(*(t.column(c).to_pylist() for c in t.column_names),
                                          strict=True):
             summary.n += 1

@@ -80,8 +80,10 @@ class ScoreOptions:
 class Model:
     """An exported MI model: an onnxruntime session and the contract from its metadata.
 
-    One process, one session with ``threads`` intra-op threads (default: all cores).  Readers
-    run in separate steps, so processes and threads never compete for the cores.
+    One session with ``threads`` intra-op threads (default: all cores) for batches scored in
+    this process; large batches are scored by worker processes with one-thread sessions of
+    their own (:func:`score_slice`), so processes and threads never compete for the cores.
+    ``data`` (the model file's bytes) builds it without the file, as workers do.
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None,
@@ -483,17 +485,18 @@ def _score_in_processes(chunks, model: Model, options: ScoreOptions, bands, n_jo
     pool = joblib.Parallel(n_jobs=n_jobs, return_as="generator", pre_dispatch="2 * n_jobs")
     results = pool(joblib.delayed(score_slice)(k, items, model.data, model.sha256, options,
                                                bands, root) for k, items in tasks)
-    current, rows = 0, []
-    remaining = [sum(1 for k, _ in tasks if k == c) for c in range(len(chunks))]
-    for k, part in results:
+    remaining = [0] * len(chunks)
+    for k, _ in tasks:
+        remaining[k] += 1
+    rows: list[dict[str, Any]] = []
+    for k, part in results:  # in task order, so a chunk's slices arrive together
         rows.extend(part)
         remaining[k] -= 1
-        if remaining[k] == 0:  # slices come back in order: the chunk is complete
-            assert k == current
+        if remaining[k] == 0:
             yield rows
             if progress:
                 progress(len(chunks[k]), total)
-            current, rows = current + 1, []
+            rows = []
 
 
 #: This process's onnxruntime sessions by model SHA-256 (worker processes of the local pool

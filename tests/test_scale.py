@@ -8,6 +8,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -369,3 +370,24 @@ def test_skipped_candidates_are_a_part_of_their_own_and_resume(model_path, tmp_p
     r = _invoke(infer_cli, [*args, "--resume"])
     assert r.exit_code == 0, r.output
     pd.testing.assert_frame_equal(_frame(read_results(str(out))), first)
+
+
+def test_an_output_folder_that_vanishes_mid_run_stops_the_run_in_one_line(
+        model_path, tmp_path, monkeypatch):
+    from common.storage import Folder
+
+    out = tmp_path / "results"
+    real = Folder.write
+
+    def write(self, name, data):
+        real(self, name, data)
+        if name == "part-00001.parquet":
+            shutil.rmtree(out)  # someone cleans the disk while the run works
+
+    monkeypatch.setattr(Folder, "write", write)
+    r = _invoke(infer_cli, ["score", "--input", RECORDS, "--model", model_path, "--out",
+                            f"{out}/", "--part-records", 50, "--n-jobs", 1])
+    assert r.exit_code == ExitCode.OUTPUT_ERROR, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert "the folder vanished or was emptied while the run was working" in last, last
+    assert not out.exists(), "the run re-created the folder and went on writing"
