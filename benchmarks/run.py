@@ -1115,8 +1115,10 @@ def bench_scale(work: Path, lines: list[str], results: dict, model: Path) -> Non
         "per copy; the same files, so the OS cache serves every run alike). Partitioned output "
         "(`--out DIR/`, 512 inputs per part). The cluster is a `LocalCluster` of 2 worker "
         "processes with 1 thread each on this 2-core machine, the layout `docs/cluster.md` "
-        "recommends; the local run is one scoring process (2 onnxruntime threads) with 2 reader "
-        "processes.",
+        "recommends; the local run is `infer score`'s own pool: 2 worker processes that read "
+        "and score with one-thread sessions, the parent writing the parts. On one machine the "
+        "cluster pays for its scheduler, the transfer of every part's rows to the client and "
+        "the client's own work on the same 2 cores; its point is more machines.",
         "",
         "| run | wall | records/s | peak memory |",
         "|---|---|---|---|",
