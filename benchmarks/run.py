@@ -1309,6 +1309,91 @@ def bench_speed(work: Path, lines: list[str], results: dict, model: Path) -> Non
     ]
 
 
+# ----------------------------------------------------------------------------- quantisation
+
+
+def bench_quantize(work: Path, lines: list[str], results: dict, model: Path) -> None:
+    """int8 dynamic quantisation of the graph (issue: speed): out-of-fold AUC of the run's
+    cross-fitted fold models in float32 and in int8, both through onnxruntime, and the
+    exported model's own onnxruntime throughput in both."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import onnx
+    import onnxruntime as ort
+    import tensorflow as tf
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from infer.score import Model
+    from schemas import LEADS
+    from signals.windows import aggregate
+    from train.dataset import load_split
+    from train.evaluate import bootstrap_auc_ci, roc_auc
+    from train.export import INPUT_NAME, _convert
+
+    run_dir = _find_keras_model(model).parent
+    run = json.loads((run_dir / "run.json").read_text())
+    contract = Model(model).contract
+    spec = contract.windows
+    qdir = work / "quantize"
+    qdir.mkdir(exist_ok=True)
+
+    def int8(src: Path) -> Path:
+        dst = src.with_name(src.stem + "-int8.onnx")
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        return dst
+
+    ys, p32, p8 = [], [], []
+    for keras_path in sorted((run_dir / "fold_models").glob("fold_*.keras")):
+        fold = int(keras_path.stem.split("_")[1])
+        km = keras.models.load_model(keras_path)
+        tspec = (tf.TensorSpec((None, spec.length, len(LEADS)), tf.float32, name=INPUT_NAME),)
+        f32 = qdir / f"fold_{fold}.onnx"
+        onnx.save(_convert(km, tspec, 17, run_dir), str(f32))
+        split = load_split(run["data_dir"], [fold], run["config"].get("min_quality", "unusable"))
+        x, owners = split.windows(spec)
+        for path, out in ((f32, p32), (int8(f32), p8)):
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            p = np.concatenate([sess.run(None, {INPUT_NAME: x[i:i + 64]})[0].reshape(-1)
+                                for i in range(0, len(x), 64)])
+            out.append(aggregate(p, owners, len(split), spec.aggregation))
+        ys.append(split.y)
+    y, a32, a8 = np.concatenate(ys), np.concatenate(p32), np.concatenate(p8)
+    auc32, auc8 = roc_auc(y, a32), roc_auc(y, a8)
+    ci32, ci8 = bootstrap_auc_ci(y, a32), bootstrap_auc_ci(y, a8)
+    shutil.copy(model, qdir / "final.onnx")
+    final8 = int8(qdir / "final.onnx")
+    t32 = _ort_alone(qdir / "final.onnx", "threads")
+    t8 = _ort_alone(final8, "threads")
+    kept = (auc32 - auc8) <= 0.005 and t8 > t32
+    results["quantize"] = {"oof_auc_float32": auc32, "oof_auc_int8": auc8,
+                           "ort_float32": t32, "ort_int8": t8, "n": int(len(y)),
+                           "max_abs_diff": float(np.max(np.abs(a32 - a8)))}
+    lines += [
+        "## int8 quantisation (issue: speed)",
+        "",
+        _stamp("quantize"),
+        "",
+        f"onnxruntime's dynamic quantisation (`quantize_dynamic`, int8 weights) of the run's "
+        f"{len(ys)} cross-fitted fold models, each scoring its own held-out fold "
+        f"({len(y)} out-of-fold records, {int(y.sum())} MI), and of the exported model for "
+        "throughput (random windows, batches of 64, one session with a thread per core).",
+        "",
+        "| graph | out-of-fold AUC (95 % CI) | onnxruntime windows/s |",
+        "|---|---|---|",
+        f"| float32 | {auc32:.3f} ({ci32[0]:.3f}-{ci32[1]:.3f}) | {t32:.0f} |",
+        f"| int8 (dynamic) | {auc8:.3f} ({ci8[0]:.3f}-{ci8[1]:.3f}) | {t8:.0f} |",
+        "",
+        f"- AUC change {auc8 - auc32:+.4f} (limit -0.005), throughput {t8 / t32:.2f}x; largest "
+        f"probability difference {np.max(np.abs(a32 - a8)):.4f}. "
+        + ("Kept as `train export --quantize`." if kept else
+           "Not kept: the criterion (AUC within 0.005 and faster) is not met, so there is no "
+           "`--quantize` option.")
+        + " onnxruntime's graph optimisations are on (its default, `ORT_ENABLE_ALL`) in every "
+        "session the scorer makes.",
+        "",
+    ]
+
+
 def _find_keras_model(model: Path) -> Path:
     """The newest Keras run beside the ONNX model (what `make train export` leaves in out/)."""
     runs = sorted(model.parent.glob("run-*/model.keras"), key=lambda p: p.stat().st_mtime)
@@ -1323,7 +1408,7 @@ PARTS = {"ingest": (bench_ingest, False), "export": (bench_export, True),
          "train": (bench_train, False), "rates": (bench_rates, False),
          "beats": (bench_beats, False), "formats": (bench_formats, True),
          "explain": (bench_explain, True), "scale": (bench_scale, True),
-         "speed": (bench_speed, True)}
+         "speed": (bench_speed, True), "quantize": (bench_quantize, True)}
 
 
 def main() -> None:
