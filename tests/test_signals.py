@@ -205,9 +205,16 @@ def test_scorer_measurements_column(tmp_path, trained):
     assert pd.read_parquet(out2)["hr_bpm"].isna().all()
 
 
-def test_resampler_is_scipy_resample_poly_with_its_filter_cached():
-    """signals.resample designs the filter once per ratio; the output must stay exactly
-    scipy's resample_poly (training's --mix-rate-data and the scorer depend on it)."""
+def test_resampler_is_scipy_resample_poly():
+    """signals.resample decimates by whole numbers in numpy (polyphase, float32 sums in
+    another order) and sends other ratios to scipy with a cached filter; the output must stay
+    scipy's resample_poly to float32 rounding (training's --mix-rate-data and the scorer depend
+    on it), for any length, axis and input type."""
+
+    def same(got, want):
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * max(1.0, np.abs(want).max()))
+
     from fractions import Fraction
 
     from scipy.signal import resample_poly
@@ -216,8 +223,27 @@ def test_resampler_is_scipy_resample_poly_with_its_filter_cached():
 
     hea = sorted(SAMPLE.glob("records500/*/*.hea"))[0]
     rec = read_record(hea.with_suffix(""))
-    for x in (rec.signal, rec.signal.astype(np.float32), rec.signal.astype(np.float64)):
-        for fs_out in (100, 250, 360, 1000):
+    for x in (rec.signal, rec.signal.astype(np.float32), rec.signal.astype(np.float64),
+              rec.signal[:4999].astype(np.float32), rec.signal[:37]):
+        for fs_out in (100, 50, 125, 250, 360, 1000):
             r = Fraction(fs_out / 500).limit_denominator(1000)
             want = resample_poly(x, r.numerator, r.denominator, axis=0).astype(np.float32)
-            np.testing.assert_array_equal(resample(x, 500, fs_out), want)
+            same(resample(x, 500, fs_out), want)
+    batch = np.stack([rec.signal, rec.signal[::-1]]).astype(np.float32)  # (records, time, leads)
+    same(resample(batch, 500, 100, axis=1), resample_poly(batch, 1, 5, axis=1).astype(np.float32))
+
+
+def test_decimating_never_imports_scipy_signal(tmp_path):
+    """500 or 1000 Hz to 100 Hz, the common case, costs no scipy.signal import (1.5 s in
+    every process that resamples)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from signals.resample import resample\n"
+            "y = resample(np.ones((5000, 12), np.float32), 500, 100)\n"
+            "y = resample(np.ones((10000, 12), np.float32), 1000, 100)\n"
+            "print(y.shape, 'scipy.signal' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=SAMPLE.parents[1])
+    assert out.stdout.strip() == "(1000, 12) False", out.stderr
