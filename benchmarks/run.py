@@ -1294,6 +1294,11 @@ def bench_speed(work: Path, lines: list[str], results: dict, model: Path) -> Non
         "that the hot path imports no pandas, scipy, matplotlib, Dask, fsspec or TensorFlow.",
         "- CSV before the numpy.loadtxt fast path (2026-11-25, same files): 2.7 s, 754 "
         "records/s; pandas' parser cost 1.4 ms per file against 0.5 ms.",
+        "- 500 Hz before the numpy decimation (2026-11-25, same files): 3.0 s, 669 records/s. "
+        "Per 500 Hz record now (one process, cProfile): resampling 0.3 ms (scipy's "
+        "resample_poly: 0.6 ms, and 1.5 s to import scipy.signal in each process), the quality "
+        "gate at 500 Hz 0.44 ms, reading 0.26 ms, onnxruntime 0.2 ms: about 1.3 ms of CPU, "
+        "so 2 cores top out near 1,500 records/s before start-up.",
         "- Before and after the scoring layout of 2026-11-25 (commit 4c93220: reader processes "
         "that score their own slices with one-thread sessions, dispatched ahead, instead of "
         "one scoring process waiting for its readers): the same 21,799 records at 100 Hz took "
