@@ -89,7 +89,8 @@ def _input_location(ctx, param, value: str) -> str:
               default=None,
               help="Write a 12-lead ECG page (PNG, 25 mm/s, 10 mm/mV) for every record in the "
                    "MI or borderline band and every record the quality gate rejects (needs "
-                   "matplotlib: the plots extra); the page column of the results names it.")
+                   "Pillow: the plots extra; a few ms a page); the page column of the results "
+                   "names it.")
 @click.option("--beats", is_flag=True,
               help="Beat models: cut 12-lead records into beats around R peaks (needs the "
                    "signals extra) and report per record the number and fraction of abnormal "
@@ -168,10 +169,10 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
     except OutputIsInputError as e:
         fail(str(e), ExitCode.USAGE)
     if plots_dir is not None:
-        from infer.plots import PlotExtraMissing, require_matplotlib
+        from infer.plots import PlotExtraMissing, require_pillow
 
         try:
-            require_matplotlib()
+            require_pillow()
         except PlotExtraMissing as e:
             fail(str(e), ExitCode.FATAL)
     if not dataset and not is_url(out) and os.path.exists(out) and not overwrite:

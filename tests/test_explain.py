@@ -88,10 +88,18 @@ def test_plots_page_every_flagged_and_rejected_record(trained, tmp_path):
     assert df.loc[flagged, "page"].notna().all() and df.loc[~flagged, "page"].isna().all()
     assert sorted(p.name for p in pages.iterdir()) == sorted(
         pd.Series(df.loc[flagged, "page"]).map(lambda p: p.rsplit("/", 1)[-1]))
-    import matplotlib.image as mpimg
+    from PIL import Image
 
-    img = mpimg.imread(df.loc[df.index[flagged][0], "page"])
-    assert img.shape[0] > 400 and img.shape[1] > 900 and img[..., :3].std() > 0.05
+    from infer.plots import _INK_INDEX
+
+    for rid in df.index[flagged & df["attr_seconds"].notna()]:
+        page = np.asarray(Image.open(df.loc[rid, "page"]))  # palette indices
+        assert page.shape[0] > 400 and page.shape[1] > 900
+        assert (page == _INK_INDEX).sum() > 5000  # 13 traces, pulses and labels
+        # the seconds that pushed the score up are shaded (indices past the plain colours)
+        assert ((page > _INK_INDEX).any()) == (max(df.loc[rid, "attr_seconds"]) > 0)
+    rgb = np.asarray(Image.open(df.loc["flat", "page"]).convert("RGB")) / 255
+    assert rgb.std() > 0.05
     # --plots inside the input folder is refused before any work
     r = CliRunner().invoke(cli, ["score", "--model", str(trained[2]), "--input", str(folder),
                                  "--out", str(tmp_path / "x.parquet"), "--plots",
