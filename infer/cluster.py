@@ -10,15 +10,12 @@ reachable from every worker (a shared folder, or object storage URLs).
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from common.cluster import ClusterError, distributed_module
-
-_LOGGER = logging.getLogger(__name__)
 
 #: Parts in flight per worker thread: enough to keep workers busy, few enough that the
 #: client holds the rows of a handful of parts whatever the size of the run.

@@ -58,16 +58,18 @@ def discover_url(url: str, pattern: str | None = None, recursive: bool = True,
                      ignored=dict(sorted(ignored.items(), key=lambda kv: (-kv[1], kv[0]))))
 
 
-def _signal_files(header: bytes) -> list[str]:
-    """The signal file names a WFDB header names (only plain names beside the header)."""
-    names: list[str] = []
-    lines = [ln.strip() for ln in header.decode("latin-1").splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    for line in lines[1:]:
-        name = line.split()[0]
-        if name not in names and name != "~" and "/" not in name and name not in ("..", "."):
-            names.append(name)
-    return names
+def _signal_files(header_path: str) -> list[str]:
+    """The signal files a staged WFDB header names, if they lie beside it (the reader's own
+    header parser; a header it refuses stages nothing more, and reading it says why)."""
+    from common.errors import RecordError
+    from common.records import parse_header
+
+    try:
+        header = parse_header(header_path)
+    except RecordError:
+        return []
+    names = dict.fromkeys(s.file_name for s in header.signals)
+    return [n for n in names if "/" not in n and "\\" not in n and n not in ("", ".", "..")]
 
 
 @contextlib.contextmanager
@@ -93,10 +95,8 @@ def staged(items: Sequence[tuple[str, str]]
         companions = {}
         for (path, fmt), (url, _) in zip(local, items, strict=True):
             if fmt == "wfdb" and os.path.isfile(path):
-                with open(path, "rb") as f:
-                    head = f.read(1 << 20)
                 base = url[len(scheme):].rsplit("/", 1)[0]
-                for name in _signal_files(head):
+                for name in _signal_files(path):
                     companions[f"{base}/{name}"] = os.path.join(os.path.dirname(path), name)
         _fetch(fs, companions)
 

@@ -225,14 +225,6 @@ def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions,
     length) or None)]`` in input order.  Runs in a worker process for large batches; never
     raises for bad input.
     """
-    if items and is_url(items[0][0]):  # object storage: read a local copy of the chunk
-        from infer.remote import staged
-
-        with staged(items) as (local, tmp, restore):
-            out = _prepare_chunk(local, contract, options, tmp)
-            for row, _ in out:
-                restore(row)
-            return out
     read = [_read_one(p, f, contract, options, root) for p, f in items]
     ok = [k for k, (_, c) in enumerate(read) if c is not None]
     verdicts = dict(zip(ok, _gate([read[k][1] for k in ok], contract), strict=True))
@@ -538,6 +530,15 @@ def _local_copy(chunk, root):
 def _score_chunk(chunk, model: Model, options: ScoreOptions, low: float, high: float,
                  root: str | None) -> list[dict[str, Any]]:
     """Read, gate, score (and explain, plot) one chunk of MI inputs: its rows in order."""
+    with _local_copy(chunk, root) as (local, where, restore):
+        rows = _score_local_chunk(local, model, options, low, high, where)
+    for row in rows:
+        restore(row)
+    return rows
+
+
+def _score_local_chunk(chunk, model: Model, options: ScoreOptions, low: float, high: float,
+                       root: str | None) -> list[dict[str, Any]]:
     prepared = _prepare_chunk(chunk, model.contract, options, root)
     good = [(row, w) for row, w in prepared if w is not None]
     if good:
