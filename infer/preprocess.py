@@ -7,8 +7,8 @@ the same for any input, from the contract in the model's metadata:
 1. leads are matched by name (case-insensitive, common aliases) and put in the model's order;
    a missing lead is an error unless ``allow_missing_leads`` (then it is filled with zeros, the
    isoelectric line, and the row says so);
-2. the signal is resampled to the model's rate with a polyphase filter
-   (``scipy.signal.resample_poly``);
+2. the signal is resampled to the model's rate with a polyphase filter designed to reproduce
+   PTB-XL's own 100 Hz files from its 500 Hz files (:mod:`signals.resample`);
 3. the record is cut into windows of the model's input length at the contract's stride (the
    last window aligned with the record's end, so every sample is seen), and the windows'
    probabilities are aggregated as the contract says (:mod:`signals.windows`, the code

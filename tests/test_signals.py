@@ -205,11 +205,11 @@ def test_scorer_measurements_column(tmp_path, trained):
     assert pd.read_parquet(out2)["hr_bpm"].isna().all()
 
 
-def test_resampler_is_scipy_resample_poly():
+def test_resampler_is_scipy_resample_poly_with_its_filter():
     """signals.resample decimates by whole numbers in numpy (polyphase, float32 sums in
     another order) and sends other ratios to scipy with a cached filter; the output must stay
-    scipy's resample_poly to float32 rounding (training's --mix-rate-data and the scorer depend
-    on it), for any length, axis and input type."""
+    scipy's resample_poly with that filter to float32 rounding (training's --mix-rate-data and
+    the scorer depend on it), for any length, axis and input type."""
 
     def same(got, want):
         assert got.shape == want.shape and got.dtype == np.float32
@@ -219,7 +219,7 @@ def test_resampler_is_scipy_resample_poly():
 
     from scipy.signal import resample_poly
 
-    from signals.resample import resample
+    from signals.resample import resample, resampling_filter
 
     hea = sorted(SAMPLE.glob("records500/*/*.hea"))[0]
     rec = read_record(hea.with_suffix(""))
@@ -227,10 +227,55 @@ def test_resampler_is_scipy_resample_poly():
               rec.signal[:4999].astype(np.float32), rec.signal[:37]):
         for fs_out in (100, 50, 125, 250, 360, 1000):
             r = Fraction(fs_out / 500).limit_denominator(1000)
-            want = resample_poly(x, r.numerator, r.denominator, axis=0).astype(np.float32)
-            same(resample(x, 500, fs_out), want)
+            dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+            h = resampling_filter(500.0, r.numerator, r.denominator, dtype)
+            want = resample_poly(x, r.numerator, r.denominator, axis=0, window=np.array(h))
+            same(resample(x, 500, fs_out), want.astype(np.float32))
     batch = np.stack([rec.signal, rec.signal[::-1]]).astype(np.float32)  # (records, time, leads)
-    same(resample(batch, 500, 100, axis=1), resample_poly(batch, 1, 5, axis=1).astype(np.float32))
+    h = np.array(resampling_filter(500.0, 1, 5, np.dtype(np.float32)))
+    same(resample(batch, 500, 100, axis=1),
+         resample_poly(batch, 1, 5, axis=1, window=h).astype(np.float32))
+
+
+def test_resampler_timing_and_band_on_pure_tones():
+    """Independent of the filter's formula: a slow tone comes out as the tone sampled at
+    k / fs_out + ADVANCE_S (PTB-XL's convention), with unit gain; a tone above the new
+    Nyquist rate is removed."""
+    from signals.resample import ADVANCE_S, resample
+
+    for fs_in in (500, 1000, 250):
+        t = np.arange(20 * fs_in) / fs_in
+        for f in (1.3, 7.0, 20.0):
+            x = np.sin(2 * np.pi * f * t)[:, None]
+            y = resample(x, fs_in, 100)[:, 0]
+            k = np.arange(len(y))
+            want = np.sin(2 * np.pi * f * (k / 100 + ADVANCE_S))
+            inner = slice(100, len(y) - 100)
+            np.testing.assert_allclose(y[inner], want[inner], atol=2e-3)
+        alias = resample(np.sin(2 * np.pi * 70.0 * t)[:, None], fs_in, 100)[100:-100]
+        assert np.abs(alias).max() < 0.01
+
+
+def test_resampled_500_hz_files_match_their_100_hz_files():
+    """The point of ADVANCE_S and CUTOFF: every shipped 500 Hz file, resampled by the scorer,
+    lands within a few microvolts of PTB-XL's own 100 Hz file of the same record (inside the
+    record; the files' last 0.1 s differ), far closer than resample_poly's defaults."""
+    from scipy.signal import resample_poly
+
+    from signals.resample import resample
+
+    ours, theirs = [], []
+    for hea in sorted(SAMPLE.glob("records500/*/*_hr.hea")):
+        hr = read_record(hea.with_suffix("")).to_millivolts()
+        lr_path = SAMPLE / "records100" / hea.parent.name / hea.name.replace("_hr", "_lr")
+        lr = read_record(lr_path.with_suffix("")).to_millivolts()
+        inner = slice(20, -20)
+        ours.append(np.sqrt(np.mean((resample(hr, 500, 100) - lr)[inner] ** 2)))
+        theirs.append(np.sqrt(np.mean((resample_poly(hr, 1, 5, axis=0) - lr)[inner] ** 2)))
+    ours, theirs = np.array(ours), np.array(theirs)
+    assert len(ours) == 353
+    assert ours.max() < 0.003  # mV; int16 rounding of the 100 Hz file alone is 0.0003
+    assert (ours < 0.15 * theirs).all()
 
 
 def test_decimating_never_imports_scipy_signal(tmp_path):
