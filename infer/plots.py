@@ -94,6 +94,42 @@ def _font(size: int):
         return font.load_default()
 
 
+def _render(text: str, size: int) -> tuple[np.ndarray, int, int]:
+    """``text`` as Pillow draws it on a palette image (no anti-aliasing, the same glyph
+    positions): a boolean mask and its offset from the text's top-left corner."""
+    image, draw_module, _ = require_pillow()
+    font = _font(size)
+    left, top, right, bottom = font.getbbox(text)
+    if right <= left or bottom <= top:
+        return np.zeros((0, 0), bool), 0, 0
+    img = image.new("1", (right - left, bottom - top), 0)
+    draw_module.Draw(img).text((-left, -top), text, fill=1, font=font)
+    return np.array(img, dtype=bool), left, top
+
+
+#: lead labels ("aVR", "V2 +0.13") repeat from page to page: each is rendered once per
+#: process (FreeType calls were a third of a page's cost)
+_label = functools.lru_cache(maxsize=4096)(_render)
+
+
+def _text(pixels: np.ndarray, x: float, y: float, text: str, size: int,
+          cached: bool = True) -> None:
+    """Write ``text`` in ink into the page's palette indices, its top-left at ``(x, y)``
+    (rounded to pixels); the page's edges clip it.  ``cached=False`` for text that will not
+    come again (a title)."""
+    mask, dx, dy = (_label if cached else _render)(text, size)
+    if not mask.size:
+        return
+    height, width = pixels.shape
+    x0, y0 = int(round(x)) + dx, int(round(y)) + dy
+    h, w = mask.shape
+    cx0, cy0 = max(0, -x0), max(0, -y0)
+    cx1, cy1 = min(w, width - x0), min(h, height - y0)
+    if cx1 > cx0 and cy1 > cy0:
+        region = pixels[y0 + cy0 : y0 + cy1, x0 + cx0 : x0 + cx1]
+        region[mask[cy0:cy1, cx0:cx1]] = _INK_INDEX
+
+
 def page_name(row: dict[str, Any]) -> str:
     """A file name for a row's page that stays unique when two folders hold the same id."""
     digest = hashlib.sha1(row["path"].encode("utf-8", "surrogateescape")).hexdigest()[:8]
@@ -130,43 +166,45 @@ def ecg_page(signal: np.ndarray, fs: float, leads: tuple[str, ...], row: dict[st
                 x0, _ = px(x_of(j), 0)
                 x1, _ = px(x_of(min(j + 1, seconds)), 0)
                 pixels[HEADER_PX:, int(x0) : int(x1)] += np.uint8(4 + 3 * (level - 1))
-    img = image.fromarray(pixels, mode="P")
-    img.putpalette(_palette())
-    draw = draw_module.Draw(img)
-    small, large = _font(13), _font(14)
+    p = row.get("mi_probability")
+    title = (f"{row['record_id']}   MI probability "
+             f"{'-' if p is None else f'{p:.3f}'}   band {row.get('band') or '-'}   "
+             f"quality {row.get('quality') or '-'}   25 mm/s, 10 mm/mV")
+    _text(pixels, 8, 5, title, 14, cached=False)
+    issues = row.get("quality_issues")
+    if issues:
+        _text(pixels, 8, 24, issues[:160], 13, cached=False)
+    lines = []  # (points, width) drawn once the labels are in
     t = np.arange(n) / fs
+    middle = np.median(signal[:n], axis=0) if n else np.zeros(signal.shape[1])
     for r, names in enumerate([*LAYOUT, ["II"]]):
         base = height_mm - (r + 0.5) * ROW_MV * MM_PER_MV - 3
         # calibration pulse: 1 mV for 0.2 s
         xs, ys = px([2, 3, 3, 8, 8, 9], [base, base, base + MM_PER_MV, base + MM_PER_MV, base,
                                          base])
-        draw.line(np.column_stack([xs, ys]).ravel().tolist(), fill=_INK_INDEX, width=2)
+        lines.append((np.column_stack([xs, ys]).ravel().tolist(), 2))
         per = seconds / len(names)
         for c, lead in enumerate(names):
             if lead not in col:
                 continue
             a, b = int(round(c * per * fs)), int(round((c + 1) * per * fs))
             seg = signal[a:min(b, n), col[lead]]
-            seg = seg - np.median(signal[:n, col[lead]])
+            seg = seg - middle[col[lead]]
             xs, ys = px(x_of(t[a:a + len(seg)]), base + seg * MM_PER_MV)
             ys = np.clip(ys, HEADER_PX, bottom)  # a wild lead stays on its page
             if len(seg) > 1:
-                draw.line(np.column_stack([xs, ys]).ravel().tolist(), fill=_INK_INDEX,
-                          width=1)
+                lines.append((np.column_stack([xs, ys]).ravel().tolist(), 1))
             label = _LABEL.get(lead, lead)
             attr = row.get(f"attr_{lead}")
             if attr is not None and not (isinstance(attr, float) and np.isnan(attr)):
                 label += f" {attr:+.2f}"
             lx, ly = px(x_of(c * per) + 1, base + 0.4 * ROW_MV * MM_PER_MV)
-            draw.text((float(lx), float(ly) - 14), label, fill=_INK_INDEX, font=small)
-    p = row.get("mi_probability")
-    title = (f"{row['record_id']}   MI probability "
-             f"{'-' if p is None else f'{p:.3f}'}   band {row.get('band') or '-'}   "
-             f"quality {row.get('quality') or '-'}   25 mm/s, 10 mm/mV")
-    draw.text((8, 5), title, fill=_INK_INDEX, font=large)
-    issues = row.get("quality_issues")
-    if issues:
-        draw.text((8, 24), issues[:160], fill=_INK_INDEX, font=small)
+            _text(pixels, float(lx), float(ly) - 14, label, 13)
+    img = image.fromarray(pixels, mode="P")
+    img.putpalette(_palette())
+    draw = draw_module.Draw(img)
+    for points, width in lines:
+        draw.line(points, fill=_INK_INDEX, width=width)
     path = out_dir / page_name(row)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
     img.save(tmp, format="PNG", compress_level=1)
