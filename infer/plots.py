@@ -8,8 +8,8 @@ seconds that drove the score are shaded (red: pushed it up) and each lead label 
 attribution.
 
 Drawn straight into pixels with Pillow (the ``plots`` extra) at 4 px per mm: the grid is made
-once per process and copied, each trace is one polyline, and the PNG is written with fast
-compression.  A page costs a few milliseconds (matplotlib took 68 ms), so that a night with
+once per process and copied, lead labels and glyphs are rendered once per process and
+stamped as masks, each trace is one polyline, and the PNG is written with fast compression.  A page costs a few milliseconds (matplotlib took 68 ms), so that a night with
 thousands of flagged records gets its pages in seconds.
 """
 
@@ -112,22 +112,44 @@ def _render(text: str, size: int) -> tuple[np.ndarray, int, int]:
 _label = functools.lru_cache(maxsize=4096)(_render)
 
 
-def _text(pixels: np.ndarray, x: float, y: float, text: str, size: int,
-          cached: bool = True) -> None:
-    """Write ``text`` in ink into the page's palette indices, its top-left at ``(x, y)``
-    (rounded to pixels); the page's edges clip it.  ``cached=False`` for text that will not
-    come again (a title)."""
-    mask, dx, dy = (_label if cached else _render)(text, size)
-    if not mask.size:
-        return
+@functools.lru_cache(maxsize=512)
+def _glyph(char: str, size: int) -> tuple[np.ndarray, int, int, float]:
+    """One character: its mask and offset as :func:`_render` gives them, and its advance."""
+    mask, dx, dy = _render(char, size)
+    return mask, dx, dy, float(_font(size).getlength(char))
+
+
+def _stamp(pixels: np.ndarray, x0: int, y0: int, mask: np.ndarray) -> None:
+    """Set the pixels under ``mask`` (its top-left at ``(x0, y0)``) to ink, clipped at the
+    page's edges."""
     height, width = pixels.shape
-    x0, y0 = int(round(x)) + dx, int(round(y)) + dy
     h, w = mask.shape
     cx0, cy0 = max(0, -x0), max(0, -y0)
     cx1, cy1 = min(w, width - x0), min(h, height - y0)
     if cx1 > cx0 and cy1 > cy0:
         region = pixels[y0 + cy0 : y0 + cy1, x0 + cx0 : x0 + cx1]
         region[mask[cy0:cy1, cx0:cx1]] = _INK_INDEX
+
+
+def _text(pixels: np.ndarray, x: float, y: float, text: str, size: int,
+          label: bool = True) -> None:
+    """Write ``text`` in ink into the page's palette indices, its top-left at ``(x, y)``
+    (rounded to pixels).  A label is stamped whole from the cache, exactly as Pillow draws
+    it; other text (titles, which never repeat) character by character from cached glyphs,
+    each at the pen position the characters' advances give (Pillow's own layout may place a
+    glyph a pixel apart; rendering a title whole cost 5 ms)."""
+    x0, y0 = int(round(x)), int(round(y))
+    if label:
+        mask, dx, dy = _label(text, size)
+        if mask.size:
+            _stamp(pixels, x0 + dx, y0 + dy, mask)
+        return
+    pen = 0.0
+    for char in text:
+        mask, dx, dy, advance = _glyph(char, size)
+        if mask.size:
+            _stamp(pixels, x0 + int(round(pen)) + dx, y0 + dy, mask)
+        pen += advance
 
 
 def page_name(row: dict[str, Any]) -> str:
@@ -170,10 +192,10 @@ def ecg_page(signal: np.ndarray, fs: float, leads: tuple[str, ...], row: dict[st
     title = (f"{row['record_id']}   MI probability "
              f"{'-' if p is None else f'{p:.3f}'}   band {row.get('band') or '-'}   "
              f"quality {row.get('quality') or '-'}   25 mm/s, 10 mm/mV")
-    _text(pixels, 8, 5, title, 14, cached=False)
+    _text(pixels, 8, 5, title, 14, label=False)
     issues = row.get("quality_issues")
     if issues:
-        _text(pixels, 8, 24, issues[:160], 13, cached=False)
+        _text(pixels, 8, 24, issues[:160], 13, label=False)
     lines = []  # (points, width) drawn once the labels are in
     t = np.arange(n) / fs
     middle = np.median(signal[:n], axis=0) if n else np.zeros(signal.shape[1])
