@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
 import json
 import os
 import platform
@@ -119,9 +120,28 @@ def build_corpus(dst: Path, n: int, rates=(100, 500)) -> Path:
 COMMAND = "python benchmarks/run.py"
 
 
+@functools.lru_cache(maxsize=1)
+def machine_speed() -> float:
+    """Seconds for a fixed pure-Python loop (10 million additions in a function), best of 3,
+    taken when the section is written: the machines this runs on differ by up to 3x from day
+    to day (the 353-record scoring in "Explanations" took 0.13 s on 2026-11-25 and 0.44 s on
+    2026-12-01), so every section says how fast its machine was.  One figure taken at the end
+    is a hint, not a correction: a neighbour's load during the run does not show in it."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def _stamp(part: str) -> str:
     return (f"_Measured by `{COMMAND} --only {part}` on "
-            f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}._")
+            f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; machine speed "
+            f"{machine_speed():.2f} s (`benchmarks/run.py` machine_speed: 10 million Python "
+            "additions; lower is faster)._")
 
 
 def merge_sections(old: str, new_lines: list[str]) -> str:
