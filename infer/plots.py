@@ -9,8 +9,9 @@ attribution.
 
 Drawn straight into pixels with Pillow (the ``plots`` extra) at 4 px per mm: the grid is made
 once per process and copied, lead labels and glyphs are rendered once per process and
-stamped as masks, each trace is one polyline, and the PNG is written with fast compression.  A page costs a few milliseconds (matplotlib took 68 ms), so that a night with
-thousands of flagged records gets its pages in seconds.
+stamped as masks, each trace is one polyline, and the PNG is written with fast compression.
+A page costs a few milliseconds (matplotlib took 68 ms), so that a night with thousands of
+flagged records gets its pages in seconds.
 """
 
 from __future__ import annotations

@@ -10,13 +10,12 @@ from fractions import Fraction
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-
 #: PTB-XL's 100 Hz files are not ``resample_poly`` of its 500 Hz files.  Measured on the
-#: shipped pairs (``benchmarks/run.py --only rates``, "How PTB-XL made its 100 Hz files"):
-#: a 100 Hz sample is the 500 Hz signal 1.25 ms later than its nominal time, low-passed at
-#: 0.9 of the 100 Hz Nyquist rate.  Resampling this way brings a 500 Hz file within 0.7 uV
-#: (rms, interior) of its 100 Hz file, against 18.8 uV for ``resample_poly``'s defaults, so a
-#: record scores the same whichever file the scorer is given.
+#: shipped pairs (``benchmarks/run.py --only rates``, RESULTS.md "Rate consistency"): a
+#: 100 Hz sample is the 500 Hz signal 1.25 ms later than its nominal time, low-passed at 0.9
+#: of the 100 Hz Nyquist rate.  Resampling this way brings a 500 Hz file within 0.66 uV (mean
+#: rms inside the record) of its 100 Hz file, against 18.1 uV for ``resample_poly``'s
+#: defaults, so a record scores the same whichever file the scorer is given.
 ADVANCE_S = 0.00125
 #: the anti-aliasing cut-off, as a fraction of the lower Nyquist rate
 CUTOFF = 0.9
