@@ -723,23 +723,30 @@ def _resampler(**settings):
         r.resampling_filter.cache_clear()
 
 
-def _ptbxl_pairs_rms() -> dict[str, dict]:
-    """Each shipped 500 Hz file resampled to 100 Hz against PTB-XL's own 100 Hz file of the
-    record: rms difference in microvolts inside the record (the files' last 0.1 s differ),
-    for every resampler setting."""
+@functools.lru_cache(maxsize=1)
+def _shipped_rate_pairs() -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Each shipped record's 500 Hz and 100 Hz signals in mV, read once for the rates part."""
     from common.records import read_record
-    from signals.resample import resample
 
     pairs = []
     for hea in sorted(SAMPLE.glob("records500/*/*_hr.hea")):
         lr = SAMPLE / "records100" / hea.parent.name / hea.name.replace("_hr", "_lr")
         pairs.append((read_record(hea.with_suffix("")).to_millivolts(),
-                      read_record(lr.with_suffix("")).to_millivolts()))
+                      read_record(lr.with_suffix("")).to_millivolts().astype(np.float32)))
+    return tuple(pairs)
+
+
+def _ptbxl_pairs_rms() -> dict[str, dict]:
+    """Each shipped 500 Hz file resampled to 100 Hz against PTB-XL's own 100 Hz file of the
+    record: rms difference in microvolts inside the record (the files' last 0.1 s differ),
+    for every resampler setting."""
+    from signals.resample import resample
+
     out = {}
     for name, settings in RESAMPLERS.items():
         with _resampler(**settings):
             rms = np.array([1000 * np.sqrt(np.mean((resample(hr, 500, 100) - lr)[20:-20] ** 2))
-                            for hr, lr in pairs])
+                            for hr, lr in _shipped_rate_pairs()])
         out[name] = {"records": len(rms), "mean_uv": float(rms.mean()),
                      "max_uv": float(rms.max())}
     return out
@@ -750,16 +757,13 @@ def _held_tail_share(model) -> dict:
     their last samples flat where the 100 Hz files go on.  Scores each record from its 100 Hz
     file, from its resampled 500 Hz file, and from the latter with its last 0.12 s taken from
     the 100 Hz file, through the scorer's own windows and aggregation."""
-    from common.records import read_record
     from infer.score import _predict
     from signals.resample import resample
 
     lows, highs, patched = [], [], []
     c = model.contract
-    for hea in sorted(SAMPLE.glob("records500/*/*_hr.hea")):
-        lr = SAMPLE / "records100" / hea.parent.name / hea.name.replace("_hr", "_lr")
-        low = read_record(lr.with_suffix("")).to_millivolts().astype(np.float32)
-        high = resample(read_record(hea.with_suffix("")).to_millivolts(), 500, c.fs)
+    for hr, low in _shipped_rate_pairs():
+        high = resample(hr, 500, c.fs)
         tail = int(round(0.12 * c.fs))
         fixed = high.copy()
         fixed[-tail:] = low[-tail:]
