@@ -7,11 +7,14 @@ row.  The title gives the record id, MI probability, band and quality; with ``--
 seconds that drove the score are shaded (red: pushed it up) and each lead label carries its
 attribution.
 
-Drawn straight into pixels with Pillow (the ``plots`` extra) at 4 px per mm: the grid is made
-once per process and copied, lead labels and glyphs are rendered once per process and
-stamped as masks, each trace is one polyline, and the PNG is written with fast compression.
-A page costs a few milliseconds (matplotlib took 68 ms), so that a night with thousands of
-flagged records gets its pages in seconds.
+Drawn straight into 8-bit palette pixels at 4 px per mm, with numpy: the grid and pulses
+are made once per process and copied into a reused buffer; text is rendered by Pillow's font
+(the ``plots`` extra) once per word or glyph and per process, then stamped; the 13 traces are
+drawn in one vectorised pass; the PNG is written here, its rows "up"-filtered and compressed
+by ISA-L (``isal``, in the same extra).  A page costs about a millisecond, under a record's
+scoring, so a night whose every record is flagged spends less time on pages than on scoring
+(``benchmarks/RESULTS.md``; matplotlib took 68 ms a page, Pillow's drawing and PNG writer
+7 ms).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import functools
 import hashlib
 import os
 import re
+import struct
+import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -71,19 +77,182 @@ def _palette() -> list[int]:
     return [v for c in colors for v in c]
 
 
-@functools.lru_cache(maxsize=4)
-def _grid(width_mm: int, height_mm: int) -> np.ndarray:
-    """The page's background as palette indices ``(height, width)``: white, a 1 mm minor and
-    a 5 mm major grid below the title band.  Made once per page size and copied for each
-    page (an 8-bit page encodes to PNG three times faster than RGB)."""
-    h, w = HEADER_PX + height_mm * PX_PER_MM + 1, width_mm * PX_PER_MM + 1
+#: the page: 10 s across at 25 mm/s after 12 mm for the pulses, four rows of 3 mV and a margin
+SECONDS = 10.0
+WIDTH_MM, HEIGHT_MM = int(SECONDS * MM_PER_S) + 12, int(4 * ROW_MV * MM_PER_MV) + 6
+_BOTTOM = HEADER_PX + HEIGHT_MM * PX_PER_MM  # pixel row of 0 mm
+_ROWS = [*LAYOUT, ["II"]]
+
+
+def _x_px(seconds):
+    """Pixel column of a time on the page (12 mm in, after the calibration pulse)."""
+    return (12 + np.asarray(seconds) * MM_PER_S) * PX_PER_MM
+
+
+def _baseline_mm(row: int) -> float:
+    """Height of row ``row``'s baseline above the bottom of the grid, in mm."""
+    return HEIGHT_MM - (row + 0.5) * ROW_MV * MM_PER_MV - 3
+
+
+@functools.lru_cache(maxsize=1)
+def _background() -> np.ndarray:
+    """What every page shares, as palette indices ``(height, width)``: white, a 1 mm minor
+    and a 5 mm major grid below the title band, and a 1 mV, 0.2 s calibration pulse two
+    pixels wide at the start of each row.  Made once per process and copied for each page."""
+    h, w = _BOTTOM + 1, WIDTH_MM * PX_PER_MM + 1
     img = np.zeros((h, w), np.uint8)
     grid = img[HEADER_PX:]
     for step, index in ((PX_PER_MM, 1), (5 * PX_PER_MM, 2)):
         grid[:, ::step] = index
         grid[::step, :] = index
+    xs, ys = [], []
+    for r in range(len(_ROWS)):
+        base = _baseline_mm(r)
+        x = np.array([2, 3, 3, 8, 8, 9], float) * PX_PER_MM
+        y = _BOTTOM - np.array([base, base, base + MM_PER_MV, base + MM_PER_MV, base,
+                                base]) * PX_PER_MM
+        xs += [x, x + 1, x]  # two pixels wide
+        ys += [y, y, y + 1]
+    lengths = [len(x) for x in xs]
+    _polylines(img, np.concatenate(xs), np.concatenate(ys), *_segments(lengths))
     img.setflags(write=False)
     return img
+
+
+def _segments(lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """For polylines of ``lengths`` points laid end to end: the index of each segment's
+    first point, and the last point of each line."""
+    ends = np.cumsum(lengths) - 1
+    starts = np.ones(int(ends[-1]) + 1, bool)
+    starts[ends] = False
+    return np.flatnonzero(starts), ends
+
+
+def _polylines(pixels: np.ndarray, xs: np.ndarray, ys: np.ndarray, segments: np.ndarray,
+               ends: np.ndarray) -> None:
+    """Ink polylines (pixel coordinates ``xs``, ``ys``, their segments as :func:`_segments`
+    gives them) into ``pixels``, one pixel wide and 8-connected: each segment is stepped at
+    most a pixel at a time in x and y, every segment of the page in one vectorised pass
+    (Pillow's line drawing, one call per trace, cost more in Python than in C)."""
+    x0, y0 = xs[segments], ys[segments]
+    dx, dy = xs[segments + 1] - x0, ys[segments + 1] - y0
+    steps = np.ceil(np.maximum(np.abs(dx), np.abs(dy))).astype(np.intp)
+    np.maximum(steps, 1, out=steps)
+    k = np.arange(int(steps.sum())) - np.repeat(np.cumsum(steps) - steps, steps)
+    xi = np.concatenate([np.repeat(x0, steps) + k * np.repeat(dx / steps, steps), xs[ends]])
+    yi = np.concatenate([np.repeat(y0, steps) + k * np.repeat(dy / steps, steps), ys[ends]])
+    h, w = pixels.shape
+    xi, yi = np.rint(xi).astype(np.intp), np.rint(yi).astype(np.intp)
+    inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+    pixels[yi[inside], xi[inside]] = _INK_INDEX
+
+
+def _spans(pixels: np.ndarray, columns: np.ndarray, ys: np.ndarray, ends: np.ndarray) -> None:
+    """:func:`_polylines` for traces laid end to end (``ends``: the last point of each) whose
+    samples lie at most a pixel column apart: each segment is the vertical run of pixels in
+    its first sample's column, from its first row up to (not including) its last, which the
+    next segment starts from one column on, so the trace stays 8-connected; a trace's last
+    point is a run of one.  The runs' pixel addresses come out of one running sum (3 passes
+    over the pixels instead of 10).  ``ys`` must lie on the page."""
+    w = np.int32(pixels.shape[1])
+    rows = np.rint(ys).astype(np.int32)
+    start = rows * w + columns
+    rise = rows[1:] - rows[:-1]
+    rise[ends[:-1]] = 0  # no run from one trace to the next
+    steps = np.append(np.maximum(np.abs(rise), 1), 1)
+    stride = np.append(np.sign(rise) * w, 0)
+    step = np.repeat(stride, steps)
+    first = np.cumsum(steps) - steps
+    # each run's first address, as a jump from the previous run's last
+    step[first[1:]] = start[1:] - (start[:-1] + (steps[:-1] - 1) * stride[:-1])
+    step[0] = start[0]
+    pixels.reshape(-1)[np.cumsum(step)] = _INK_INDEX
+
+
+@functools.lru_cache(maxsize=8)
+def _traces(fs: float, n: int, leads: tuple[str, ...], width: int) -> dict[str, Any]:
+    """Where each sample of a page goes, for ``n`` samples at ``fs`` of ``leads`` (the first
+    columns of a ``width``-column signal): the samples to take (flat indices), their leads,
+    pixel columns and baselines, the segments between them, and each lead label's place.
+    The same for every page of a night, so worked out once."""
+    col = {lead: k for k, lead in enumerate(leads)}
+    rows, cols, base, labels, lengths = [], [], [], [], []
+    for r, names in enumerate(_ROWS):
+        per = SECONDS / len(names)
+        for c, lead in enumerate(names):
+            if lead not in col:
+                continue
+            a, b = int(round(c * per * fs)), min(int(round((c + 1) * per * fs)), n)
+            if b > a:
+                rows.append(np.arange(a, b))
+                cols.append(np.full(b - a, col[lead]))
+                base.append(np.full(b - a, _BOTTOM - _baseline_mm(r) * PX_PER_MM))
+                lengths.append(b - a)
+            label_y = _BOTTOM - (_baseline_mm(r) + 0.4 * ROW_MV * MM_PER_MV) * PX_PER_MM
+            labels.append((lead, float(_x_px(c * per)) + PX_PER_MM, float(label_y) - 14))
+    if not lengths:
+        return {"take": None, "labels": labels}
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    segments, ends = _segments(lengths)
+    xs = _x_px(rows / fs)
+    columns = np.rint(xs).astype(np.int32)
+    return {"take": rows * width + cols, "cols": cols, "xs": xs, "columns": columns,
+            # a pixel column or less between samples (100 Hz and up): spans suffice
+            "dense": bool(np.all(np.abs(columns[segments + 1] - columns[segments]) <= 1)),
+            "base": np.concatenate(base), "segments": segments, "ends": ends,
+            "labels": labels}
+
+
+#: each thread's page and PNG row buffers, reused page after page (fresh 600 kB arrays cost
+#: more in page faults than the drawing)
+_scratch = threading.local()
+
+
+def _buffers(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None or bufs[0].shape != shape:
+        bufs = _scratch.bufs = (np.empty(shape, np.uint8),
+                                np.empty((shape[0], shape[1] + 1), np.uint8))
+    return bufs
+
+
+@functools.lru_cache(maxsize=1)
+def _deflate():
+    """zlib compression at level 1: ISA-L's (the ``plots`` extra; a page in 0.3 ms) or, where
+    it is missing, the standard library's (2 ms)."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover (isal comes with the plots extra)
+        return functools.partial(zlib.compress, level=1)
+    return functools.partial(isal_zlib.compress, level=1)
+
+
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def png_bytes(pixels: np.ndarray, raw: np.ndarray | None = None) -> bytes:
+    """An 8-bit palette PNG of ``pixels`` (indices into :func:`_palette`), its filtered rows
+    built in ``raw`` (``(height, width + 1)``) if given.  Each row is filtered as its
+    difference from the row above (PNG filter 2, "up"): the grid repeats down the page, so
+    most rows become zeros and compress in a fraction of the time."""
+    h, w = pixels.shape
+    if raw is None:
+        raw = np.empty((h, w + 1), np.uint8)
+    raw[:, 0] = 2
+    raw[0, 0] = 0
+    raw[0, 1:] = pixels[0]
+    np.subtract(pixels[1:], pixels[:-1], out=raw[1:, 1:])  # modulo 256, as PNG wants
+    return b"".join([_png_head(h, w), _chunk(b"IDAT", _deflate()(raw)),  # raw: no copy
+                     _chunk(b"IEND", b"")])
+
+
+@functools.lru_cache(maxsize=4)
+def _png_head(h: int, w: int) -> bytes:
+    """The signature, header and palette of an ``h`` x ``w`` page."""
+    return b"".join([b"\x89PNG\r\n\x1a\n",
+                     _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)),
+                     _chunk(b"PLTE", bytes(_palette()))])
 
 
 @functools.lru_cache(maxsize=2)
@@ -108,49 +277,65 @@ def _render(text: str, size: int) -> tuple[np.ndarray, int, int]:
     return np.array(img, dtype=bool), left, top
 
 
-#: lead labels ("aVR", "V2 +0.13") repeat from page to page: each is rendered once per
-#: process (FreeType calls were a third of a page's cost)
-_label = functools.lru_cache(maxsize=4096)(_render)
+@functools.lru_cache(maxsize=4096)
+def _ink(text: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and columns of ``text``'s ink from its top-left corner, as Pillow draws it.
+    Lead labels ("aVR", "V2 +0.13") and the words of titles repeat from page to page, so
+    each is rendered once per process (FreeType calls were a third of a page's cost)."""
+    mask, dx, dy = _render(text, size)
+    rows, cols = np.nonzero(mask)
+    return (rows + dy).astype(np.int32), (cols + dx).astype(np.int32)
 
 
-@functools.lru_cache(maxsize=512)
-def _glyph(char: str, size: int) -> tuple[np.ndarray, int, int, float]:
-    """One character: its mask and offset as :func:`_render` gives them, and its advance."""
-    mask, dx, dy = _render(char, size)
-    return mask, dx, dy, float(_font(size).getlength(char))
+@functools.lru_cache(maxsize=4096)
+def _advance(text: str, size: int) -> float:
+    """How far the pen moves over ``text``."""
+    return float(_font(size).getlength(text))
 
 
-def _stamp(pixels: np.ndarray, x0: int, y0: int, mask: np.ndarray) -> None:
-    """Set the pixels under ``mask`` (its top-left at ``(x0, y0)``) to ink, clipped at the
+def _text_ink(x: float, y: float, text: str, size: int, label: bool = True):
+    """The ink of ``text`` with its top-left at ``(x, y)`` (rounded to pixels), as pieces
+    ``(rows, cols, y, x)``: cached ink and where it goes.  A label comes whole from the
+    cache, exactly as Pillow draws it.  Other text (titles, which never repeat) goes word by
+    word, each at the pen position the advances before it give: words without digits
+    ("probability", "borderline") from the cache, the rest (record ids, figures, which seldom
+    repeat) glyph by glyph.  Pillow's layout of the whole line may place a word a pixel
+    apart; rendering each title whole cost 5 ms, and so would rendering each new word."""
+    x0, y0 = int(round(x)), int(round(y))
+    if label:
+        return [(*_ink(text, size), y0, x0)]
+    pieces, pen, space = [], 0.0, _advance(" ", size)
+    for word in text.split(" "):
+        if word:
+            for piece in (word if _DIGIT.search(word) else [word]):
+                pieces.append((*_ink(piece, size), y0, x0 + int(round(pen))))
+                pen += _advance(piece, size)
+        pen += space
+    return pieces
+
+
+def _put_ink(pixels: np.ndarray, pieces: list) -> None:
+    """Ink the pixels of every piece :func:`_text_ink` gives in one pass, clipped at the
     page's edges."""
-    height, width = pixels.shape
-    h, w = mask.shape
-    cx0, cy0 = max(0, -x0), max(0, -y0)
-    cx1, cy1 = min(w, width - x0), min(h, height - y0)
-    if cx1 > cx0 and cy1 > cy0:
-        region = pixels[y0 + cy0 : y0 + cy1, x0 + cx0 : x0 + cx1]
-        region[mask[cy0:cy1, cx0:cx1]] = _INK_INDEX
+    if not pieces:
+        return
+    sizes = [len(r) for r, _, _, _ in pieces]
+    rows = np.concatenate([r for r, _, _, _ in pieces])
+    rows += np.repeat(np.array([y for _, _, y, _ in pieces], np.int32), sizes)
+    cols = np.concatenate([c for _, c, _, _ in pieces])
+    cols += np.repeat(np.array([x for _, _, _, x in pieces], np.int32), sizes)
+    h, w = pixels.shape
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    pixels[rows[inside], cols[inside]] = _INK_INDEX
 
 
 def _text(pixels: np.ndarray, x: float, y: float, text: str, size: int,
           label: bool = True) -> None:
-    """Write ``text`` in ink into the page's palette indices, its top-left at ``(x, y)``
-    (rounded to pixels).  A label is stamped whole from the cache, exactly as Pillow draws
-    it; other text (titles, which never repeat) character by character from cached glyphs,
-    each at the pen position the characters' advances give (Pillow's own layout may place a
-    glyph a pixel apart; rendering a title whole cost 5 ms)."""
-    x0, y0 = int(round(x)), int(round(y))
-    if label:
-        mask, dx, dy = _label(text, size)
-        if mask.size:
-            _stamp(pixels, x0 + dx, y0 + dy, mask)
-        return
-    pen = 0.0
-    for char in text:
-        mask, dx, dy, advance = _glyph(char, size)
-        if mask.size:
-            _stamp(pixels, x0 + int(round(pen)) + dx, y0 + dy, mask)
-        pen += advance
+    """Write ``text`` in ink into the page's palette indices (see :func:`_text_ink`)."""
+    _put_ink(pixels, _text_ink(x, y, text, size, label))
+
+
+_DIGIT = re.compile(r"\d")
 
 
 def page_name(row: dict[str, Any]) -> str:
@@ -164,73 +349,77 @@ def ecg_page(signal: np.ndarray, fs: float, leads: tuple[str, ...], row: dict[st
              out_dir: Path) -> Path:
     """Draw ``signal`` (``(n, leads)`` mV at ``fs``) as a 12-lead page into ``out_dir``; the
     page's path goes into ``row["page"]``."""
-    image, draw_module, _ = require_pillow()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    col = {lead: k for k, lead in enumerate(leads)}
-    seconds = 10.0
-    n = min(len(signal), int(round(seconds * fs)))
-    width_mm, height_mm = int(seconds * MM_PER_S) + 12, int(4 * ROW_MV * MM_PER_MV) + 6
-    bottom = HEADER_PX + height_mm * PX_PER_MM  # y of 0 mm
-
-    def px(x_mm, y_mm):
-        """Paper millimetres (y up from the bottom) to pixel columns and rows."""
-        return np.asarray(x_mm) * PX_PER_MM, bottom - np.asarray(y_mm) * PX_PER_MM
-
-    def x_of(s):
-        return 12 + np.asarray(s) * MM_PER_S  # mm from the left; 12 mm for the pulse
-
-    pixels = _grid(width_mm, height_mm).copy()
-    shade = row.get("attr_seconds")
-    if shade is not None and len(shade):  # the seconds that pushed the score up, in red
-        top = max(1e-9, float(np.max(np.abs(shade))))
-        for j, a in enumerate(shade):
-            level = int(np.ceil(_SHADES * a / top)) if a > 0 else 0
-            if level:
-                x0, _ = px(x_of(j), 0)
-                x1, _ = px(x_of(min(j + 1, seconds)), 0)
-                pixels[HEADER_PX:, int(x0) : int(x1)] += np.uint8(4 + 3 * (level - 1))
+    require_pillow()  # the glyphs (rendered once per process) come from Pillow's font
+    n = min(len(signal), int(round(SECONDS * fs)))
+    background = _background()
+    pixels, raw = _buffers(background.shape)
+    offset = _shading(row.get("attr_seconds"), pixels.shape[1])
+    if offset is None:
+        np.copyto(pixels, background)
+    else:  # the grid and its shading in one pass
+        np.copyto(pixels[:HEADER_PX], background[:HEADER_PX])
+        np.add(background[HEADER_PX:], offset, out=pixels[HEADER_PX:])
     p = row.get("mi_probability")
     title = (f"{row['record_id']}   MI probability "
              f"{'-' if p is None else f'{p:.3f}'}   band {row.get('band') or '-'}   "
              f"quality {row.get('quality') or '-'}   25 mm/s, 10 mm/mV")
-    _text(pixels, 8, 5, title, 14, label=False)
+    ink = _text_ink(8, 5, title, 14, label=False)
     issues = row.get("quality_issues")
     if issues:
-        _text(pixels, 8, 24, issues[:160], 13, label=False)
-    lines = []  # (points, width) drawn once the labels are in
-    t = np.arange(n) / fs
-    middle = np.median(signal[:n], axis=0) if n else np.zeros(signal.shape[1])
-    for r, names in enumerate([*LAYOUT, ["II"]]):
-        base = height_mm - (r + 0.5) * ROW_MV * MM_PER_MV - 3
-        # calibration pulse: 1 mV for 0.2 s
-        xs, ys = px([2, 3, 3, 8, 8, 9], [base, base, base + MM_PER_MV, base + MM_PER_MV, base,
-                                         base])
-        lines.append((np.column_stack([xs, ys]).ravel().tolist(), 2))
-        per = seconds / len(names)
-        for c, lead in enumerate(names):
-            if lead not in col:
-                continue
-            a, b = int(round(c * per * fs)), int(round((c + 1) * per * fs))
-            seg = signal[a:min(b, n), col[lead]]
-            seg = seg - middle[col[lead]]
-            xs, ys = px(x_of(t[a:a + len(seg)]), base + seg * MM_PER_MV)
-            ys = np.clip(ys, HEADER_PX, bottom)  # a wild lead stays on its page
-            if len(seg) > 1:
-                lines.append((np.column_stack([xs, ys]).ravel().tolist(), 1))
-            label = _LABEL.get(lead, lead)
-            attr = row.get(f"attr_{lead}")
-            if attr is not None and not (isinstance(attr, float) and np.isnan(attr)):
-                label += f" {attr:+.2f}"
-            lx, ly = px(x_of(c * per) + 1, base + 0.4 * ROW_MV * MM_PER_MV)
-            _text(pixels, float(lx), float(ly) - 14, label, 13)
-    img = image.fromarray(pixels, mode="P")
-    img.putpalette(_palette())
-    draw = draw_module.Draw(img)
-    for points, width in lines:
-        draw.line(points, fill=_INK_INDEX, width=width)
+        ink += _text_ink(8, 24, issues[:160], 13, label=False)
+    layout = _traces(float(fs), n, tuple(leads), signal.shape[1])
+    for lead, x, y in layout["labels"]:
+        label = _LABEL.get(lead, lead)
+        attr = row.get(f"attr_{lead}")
+        if attr is not None and not (isinstance(attr, float) and np.isnan(attr)):
+            label += f" {attr:+.2f}"
+        ink += _text_ink(x, y, label, 13)
+    _put_ink(pixels, ink)
+    if layout["take"] is not None:
+        # each lead about its median (an odd number of samples, every 4th at 100 Hz)
+        sample = signal[:n:max(1, n // 250)]
+        sample = sample[: len(sample) - 1 + len(sample) % 2]
+        middle = np.partition(sample, len(sample) // 2, axis=0)[len(sample) // 2]
+        cols = layout["cols"]
+        volts = np.take(signal, layout["take"]) - middle[cols]  # row-major (n, leads)
+        ys = layout["base"] - volts * (MM_PER_MV * PX_PER_MM)
+        np.clip(ys, HEADER_PX, _BOTTOM, out=ys)  # a wild lead stays on its page
+        if layout["dense"]:
+            _spans(pixels, layout["columns"], ys, layout["ends"])
+        else:  # under 100 Hz
+            _polylines(pixels, layout["xs"], ys, layout["segments"], layout["ends"])
     path = out_dir / page_name(row)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    img.save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
+    tmp = out_dir / f".{path.name}.tmp-{os.getpid()}.png"
+    data = memoryview(png_bytes(pixels, raw))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except FileNotFoundError:  # the first page of the folder (a stat per page cost more)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk leaves no half page behind
+        tmp.unlink(missing_ok=True)
+        raise
     row["page"] = str(path)
     return path
+
+
+def _shading(seconds, width: int) -> np.ndarray | None:
+    """The palette offset of each pixel column that shades the seconds which pushed the
+    score up (red, in ``_SHADES`` steps of their share of the largest), or None."""
+    if seconds is None or not len(seconds):
+        return None
+    share = np.asarray(seconds[: int(SECONDS)], float)
+    levels = np.ceil(_SHADES * np.maximum(share, 0) / max(1e-9, np.abs(share).max()))
+    if not levels.any():
+        return None
+    offset = np.zeros(width, np.uint8)
+    for j in np.flatnonzero(levels):
+        offset[int(_x_px(j)):int(_x_px(j + 1))] = 4 + 3 * (int(levels[j]) - 1)
+    return offset

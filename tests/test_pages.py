@@ -1,0 +1,130 @@
+"""ECG pages (infer/plots.py) drawn from shipped records: the traces, the PNG writer and the
+atomic write, independently of any model."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from conftest import SAMPLE
+from scipy import ndimage
+
+from common.records import read_record
+from schemas import LEADS
+
+pytest.importorskip("PIL", reason="the plots extra (make setup installs it)")
+from PIL import Image  # noqa: E402
+
+from infer import plots  # noqa: E402
+
+RECORDS = sorted(SAMPLE.glob("records100/*/*.hea"))[:6]
+
+
+def _page(signal, fs, row=None, tmp_path=None):
+    """Draw a page and return its palette indices as Pillow decodes them."""
+    row = {"record_id": "rec", "path": "/x/rec", **(row or {})}
+    path = plots.ecg_page(signal, fs, LEADS, row, tmp_path)
+    with Image.open(path) as img:
+        assert img.mode == "P" and img.format == "PNG"
+        return np.asarray(img), img.getpalette()
+
+
+def _trace_ink(signal: np.ndarray, fs: float) -> np.ndarray:
+    """Only the traces of a page: drawn onto an empty canvas the page's size."""
+    n = min(len(signal), int(round(plots.SECONDS * fs)))
+    layout = plots._traces(float(fs), n, LEADS, signal.shape[1])
+    canvas = np.zeros(plots._background().shape, np.uint8)
+    sample = signal[:n:max(1, n // 250)]
+    sample = sample[: len(sample) - 1 + len(sample) % 2]
+    middle = np.partition(sample, len(sample) // 2, axis=0)[len(sample) // 2]
+    ys = layout["base"] - (np.take(signal, layout["take"]) - middle[layout["cols"]]) * 40
+    ys = np.clip(ys, plots.HEADER_PX, plots._BOTTOM)
+    if layout["dense"]:
+        plots._spans(canvas, layout["columns"], ys, layout["ends"])
+    else:
+        plots._polylines(canvas, layout["xs"], ys, layout["segments"], layout["ends"])
+    return canvas == plots._INK_INDEX, layout, ys
+
+
+@pytest.mark.parametrize("fs, step", [(100.0, 1), (500.0, 1), (50.0, 2)])
+def test_each_trace_is_one_connected_line_through_every_sample(fs, step):
+    """13 traces (12 leads and the rhythm strip), each one 8-connected line that passes
+    through the pixel of every sample it shows: at 100 Hz (a pixel column a sample), 500 Hz
+    (five samples a column) and 50 Hz (two columns a sample: the general line drawer)."""
+    for hea in RECORDS[:3]:
+        if fs == 500.0:
+            hea = SAMPLE / "records500" / hea.parent.name / hea.name.replace("_lr", "_hr")
+        signal = read_record(hea.with_suffix("")).to_millivolts()[::step]
+        ink, layout, ys = _trace_ink(signal, fs)
+        assert layout["dense"] == (fs >= 100)
+        labels, count = ndimage.label(ink, structure=np.ones((3, 3)))
+        # traces may touch each other (the rhythm strip repeats lead II, rows are close):
+        # at most 13 pieces, and every sample's pixel is inked
+        assert 1 <= count <= 13
+        rows, cols = np.rint(ys).astype(int), np.rint(layout["xs"]).astype(int)
+        assert ink[rows, cols].all()
+        # one connected piece from each trace's first sample to its last
+        starts = np.concatenate([[0], layout["ends"][:-1] + 1])
+        for a, b in zip(starts, layout["ends"], strict=True):
+            assert labels[rows[a], cols[a]] == labels[rows[b], cols[b]] != 0
+        # and nothing more: no more pixels than the steps between samples, all on the grid
+        s = layout["segments"]  # (s, s + 1): two samples of one trace
+        steps = np.maximum(np.abs(rows[s + 1] - rows[s]), np.abs(cols[s + 1] - cols[s]))
+        assert ink.sum() <= steps.clip(min=1).sum() + len(layout["ends"])
+        assert not ink[: plots.HEADER_PX].any() and not ink[:, : cols.min()].any()
+
+
+def test_png_decodes_to_the_pixels_and_palette_drawn(monkeypatch):
+    """The PNG written here (rows "up"-filtered, ISA-L's deflate) decodes in Pillow to exactly
+    the palette indices drawn, with the page's palette; the standard library's zlib (what
+    runs without isal) gives the same image."""
+    import functools
+    import zlib
+
+    assert plots._deflate().func.__module__.startswith("isal")  # the extra is in use
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 28, (37, 53), dtype=np.uint8)
+    pixels[10:20] = pixels[9]  # repeated rows, as on a page
+    images = [plots.png_bytes(pixels)]
+    monkeypatch.setattr(plots, "_deflate", lambda: functools.partial(zlib.compress, level=1))
+    images.append(plots.png_bytes(pixels))
+    for data in images:
+        with Image.open(io.BytesIO(data)) as img:
+            np.testing.assert_array_equal(np.asarray(img), pixels)
+            assert img.getpalette()[: 3 * 28] == plots._palette()[: 3 * 28]
+
+
+def test_page_pixels_are_the_background_text_and_traces(tmp_path):
+    """A shipped record's page: where there is no text, the decoded page is the grid with the
+    traces over it, pixel for pixel; a shaded second changes the grid's colours only inside
+    that second's columns; and no temporary file is left behind."""
+    signal = read_record(RECORDS[0].with_suffix("")).to_millivolts()
+    page, palette = _page(signal, 100.0, tmp_path=tmp_path)
+    ink, _, _ = _trace_ink(signal, 100.0)
+    want = np.where(ink, plots._INK_INDEX, plots._background())
+    text = page != want
+    assert text[plots.HEADER_PX:].sum() < 0.01 * text.size  # only the lead labels differ
+    assert (page[text] == plots._INK_INDEX).all()  # and they are ink
+    shaded, _ = _page(signal, 100.0, {"attr_seconds": [0, 0, 0.4, 0, 0, 0, 0, 0, 0, 0.1]},
+                      tmp_path)
+    changed = np.flatnonzero((shaded != page).any(axis=0))
+    x2, x3 = int(plots._x_px(2)), int(plots._x_px(3))
+    x9, x10 = int(plots._x_px(9)), int(plots._x_px(10))
+    assert set(changed) == set(range(x2, x3)) | set(range(x9, x10))
+    # the stronger second is the deeper red: on the white paper of both seconds' columns
+    rgb = np.asarray(palette).reshape(-1, 3)
+    grid = slice(plots.HEADER_PX, None)
+    white = (page[grid, x2 + 1] == 0) & (page[grid, x9 + 1] == 0)
+    assert white.sum() > 100
+    green = [rgb[shaded[grid, x][white]][:, 1] for x in (x2 + 1, x9 + 1)]
+    assert (green[0] < green[1]).all() and (green[1] < 255).all()
+    assert [p.name for p in tmp_path.iterdir()] == [plots.page_name({"record_id": "rec",
+                                                                     "path": "/x/rec"})]
+
+
+def test_a_page_into_a_missing_folder_makes_it(tmp_path):
+    signal = read_record(RECORDS[1].with_suffix("")).to_millivolts()
+    row = {"record_id": "r", "path": "/x/r"}
+    path = plots.ecg_page(signal, 100.0, LEADS, row, tmp_path / "a" / "b")
+    assert path.is_file() and row["page"] == str(path)
