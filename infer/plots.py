@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import re
 import struct
@@ -280,8 +281,8 @@ def _render(text: str, size: int) -> tuple[np.ndarray, int, int]:
 @functools.lru_cache(maxsize=4096)
 def _ink(text: str, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The rows and columns of ``text``'s ink from its top-left corner, as Pillow draws it.
-    Lead labels ("aVR", "V2 +0.13") and the words of titles repeat from page to page, so
-    each is rendered once per process (FreeType calls were a third of a page's cost)."""
+    Words and glyphs repeat from page to page, so each is rendered once per process
+    (FreeType calls were a third of a page's cost)."""
     mask, dx, dy = _render(text, size)
     rows, cols = np.nonzero(mask)
     return (rows + dy).astype(np.int32), (cols + dx).astype(np.int32)
@@ -293,46 +294,79 @@ def _advance(text: str, size: int) -> float:
     return float(_font(size).getlength(text))
 
 
-def _text_ink(x: float, y: float, text: str, size: int, label: bool = True):
+@functools.lru_cache(maxsize=16384)
+def _word(word: str, size: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """A word's ink (as :func:`_ink` gives it) and advance.  A word without digits ("aVR",
+    "probability", "borderline") is Pillow's rendering of it whole; one with digits (record
+    ids, probabilities, attributions, which seldom repeat) is set from its glyphs, each at
+    the pen position the advances before it give (rendering each new one cost 0.2 ms)."""
+    if not _DIGIT.search(word):
+        return (*_ink(word, size), _advance(word, size))
+    rows, cols, pen = [], [], 0.0
+    for glyph in word:
+        r, c = _ink(glyph, size)
+        rows.append(r)
+        cols.append(c + int(round(pen)))
+        pen += _advance(glyph, size)
+    return np.concatenate(rows), np.concatenate(cols).astype(np.int32), pen
+
+
+def _text_ink(x: float, y: float, text: str, size: int) -> list[tuple[str, int, int, int]]:
     """The ink of ``text`` with its top-left at ``(x, y)`` (rounded to pixels), as pieces
-    ``(rows, cols, y, x)``: cached ink and where it goes.  A label comes whole from the
-    cache, exactly as Pillow draws it.  Other text (titles, which never repeat) goes word by
-    word, each at the pen position the advances before it give: words without digits
-    ("probability", "borderline") from the cache, the rest (record ids, figures, which seldom
-    repeat) glyph by glyph.  Pillow's layout of the whole line may place a word a pixel
-    apart; rendering each title whole cost 5 ms, and so would rendering each new word."""
+    ``(word, size, y, x)``: word by word (:func:`_word`), each at the pen position the
+    advances before it give.  Pillow's layout of the whole line may place a glyph a pixel
+    apart."""
     x0, y0 = int(round(x)), int(round(y))
-    if label:
-        return [(*_ink(text, size), y0, x0)]
     pieces, pen, space = [], 0.0, _advance(" ", size)
     for word in text.split(" "):
         if word:
-            for piece in (word if _DIGIT.search(word) else [word]):
-                pieces.append((*_ink(piece, size), y0, x0 + int(round(pen))))
-                pen += _advance(piece, size)
+            pieces.append((word, size, y0, x0 + int(round(pen))))
+            pen += _word(word, size)[2]
         pen += space
     return pieces
 
 
-def _put_ink(pixels: np.ndarray, pieces: list) -> None:
-    """Ink the pixels of every piece :func:`_text_ink` gives in one pass, clipped at the
-    page's edges."""
-    if not pieces:
-        return
-    sizes = [len(r) for r, _, _, _ in pieces]
-    rows = np.concatenate([r for r, _, _, _ in pieces])
-    rows += np.repeat(np.array([y for _, _, y, _ in pieces], np.int32), sizes)
-    cols = np.concatenate([c for _, c, _, _ in pieces])
-    cols += np.repeat(np.array([x for _, _, _, x in pieces], np.int32), sizes)
+@functools.lru_cache(maxsize=16384)
+def _word_box(word: str, size: int) -> tuple[int, int, int, int] | None:
+    """The first and last row and column of a word's ink (None: no ink)."""
+    rows, cols, _ = _word(word, size)
+    return (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())) if len(rows) \
+        else None
+
+
+@functools.lru_cache(maxsize=16384)
+def _word_flat(word: str, size: int, width: int) -> np.ndarray:
+    """A word's ink as offsets into the pixels of a ``width``-column page."""
+    rows, cols, _ = _word(word, size)
+    return rows * np.int32(width) + cols
+
+
+def _put_ink(pixels: np.ndarray, pieces: list[tuple[str, int, int, int]]) -> None:
+    """Ink the pixels of every piece :func:`_text_ink` gives in one pass; a piece that runs
+    off the page is clipped at its edges."""
     h, w = pixels.shape
-    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    pixels[rows[inside], cols[inside]] = _INK_INDEX
+    flats, offsets, sizes = [], [], []
+    for word, size, y, x in pieces:
+        box = _word_box(word, size)
+        if box is None:
+            continue
+        if box[0] + y >= 0 and box[1] + y < h and box[2] + x >= 0 and box[3] + x < w:
+            flat = _word_flat(word, size, w)
+            flats.append(flat)
+            offsets.append(y * w + x)
+            sizes.append(len(flat))
+        else:
+            rows, cols, _ = _word(word, size)
+            rows, cols = rows + y, cols + x
+            inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+            pixels[rows[inside], cols[inside]] = _INK_INDEX
+    if flats:
+        pixels.reshape(-1)[np.concatenate(flats) + np.repeat(offsets, sizes)] = _INK_INDEX
 
 
-def _text(pixels: np.ndarray, x: float, y: float, text: str, size: int,
-          label: bool = True) -> None:
+def _text(pixels: np.ndarray, x: float, y: float, text: str, size: int) -> None:
     """Write ``text`` in ink into the page's palette indices (see :func:`_text_ink`)."""
-    _put_ink(pixels, _text_ink(x, y, text, size, label))
+    _put_ink(pixels, _text_ink(x, y, text, size))
 
 
 _DIGIT = re.compile(r"\d")
@@ -347,8 +381,33 @@ def page_name(row: dict[str, Any]) -> str:
 
 def ecg_page(signal: np.ndarray, fs: float, leads: tuple[str, ...], row: dict[str, Any],
              out_dir: Path) -> Path:
-    """Draw ``signal`` (``(n, leads)`` mV at ``fs``) as a 12-lead page into ``out_dir``; the
-    page's path goes into ``row["page"]``."""
+    """Draw ``signal`` (``(n, leads)`` mV at ``fs``) as a 12-lead page into ``out_dir``
+    (through a temporary name); the page's path goes into ``row["page"]``."""
+    path = out_dir / page_name(row)
+    tmp = out_dir / f".{path.name}.tmp-{os.getpid()}.png"
+    data = memoryview(page_png(signal, fs, leads, row))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except FileNotFoundError:  # the first page of the folder (a stat per page cost more)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk leaves no half page behind
+        tmp.unlink(missing_ok=True)
+        raise
+    row["page"] = str(path)
+    return path
+
+
+def page_png(signal: np.ndarray, fs: float, leads: tuple[str, ...],
+             row: dict[str, Any]) -> bytes:
+    """The PNG of :func:`ecg_page`, in memory."""
     require_pillow()  # the glyphs (rendered once per process) come from Pillow's font
     n = min(len(signal), int(round(SECONDS * fs)))
     background = _background()
@@ -363,10 +422,10 @@ def ecg_page(signal: np.ndarray, fs: float, leads: tuple[str, ...], row: dict[st
     title = (f"{row['record_id']}   MI probability "
              f"{'-' if p is None else f'{p:.3f}'}   band {row.get('band') or '-'}   "
              f"quality {row.get('quality') or '-'}   25 mm/s, 10 mm/mV")
-    ink = _text_ink(8, 5, title, 14, label=False)
+    ink = _text_ink(8, 5, title, 14)
     issues = row.get("quality_issues")
     if issues:
-        ink += _text_ink(8, 24, issues[:160], 13, label=False)
+        ink += _text_ink(8, 24, issues[:160], 13)
     layout = _traces(float(fs), n, tuple(leads), signal.shape[1])
     for lead, x, y in layout["labels"]:
         label = _LABEL.get(lead, lead)
@@ -388,26 +447,7 @@ def ecg_page(signal: np.ndarray, fs: float, leads: tuple[str, ...], row: dict[st
             _spans(pixels, layout["columns"], ys, layout["ends"])
         else:  # under 100 Hz
             _polylines(pixels, layout["xs"], ys, layout["segments"], layout["ends"])
-    path = out_dir / page_name(row)
-    tmp = out_dir / f".{path.name}.tmp-{os.getpid()}.png"
-    data = memoryview(png_bytes(pixels, raw))
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    except FileNotFoundError:  # the first page of the folder (a stat per page cost more)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        try:
-            while data:
-                data = data[os.write(fd, data):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk leaves no half page behind
-        tmp.unlink(missing_ok=True)
-        raise
-    row["page"] = str(path)
-    return path
+    return png_bytes(pixels, raw)
 
 
 def _shading(seconds, width: int) -> np.ndarray | None:
@@ -415,11 +455,17 @@ def _shading(seconds, width: int) -> np.ndarray | None:
     score up (red, in ``_SHADES`` steps of their share of the largest), or None."""
     if seconds is None or not len(seconds):
         return None
-    share = np.asarray(seconds[: int(SECONDS)], float)
-    levels = np.ceil(_SHADES * np.maximum(share, 0) / max(1e-9, np.abs(share).max()))
-    if not levels.any():
-        return None
-    offset = np.zeros(width, np.uint8)
-    for j in np.flatnonzero(levels):
-        offset[int(_x_px(j)):int(_x_px(j + 1))] = 4 + 3 * (int(levels[j]) - 1)
+    share = [float(a) for a in seconds[: int(SECONDS)]]  # ten numbers: plain Python
+    top = max(1e-9, max(abs(a) for a in share))
+    offset = None
+    for j, a in enumerate(share):
+        if a > 0:
+            if offset is None:
+                offset = np.zeros(width, np.uint8)
+            level = math.ceil(_SHADES * a / top)
+            offset[_SECOND_COLUMNS[j]:_SECOND_COLUMNS[j + 1]] = 4 + 3 * (level - 1)
     return offset
+
+
+#: the first pixel column of each second on the page, and the end of the last
+_SECOND_COLUMNS = [int(_x_px(j)) for j in range(int(SECONDS) + 1)]

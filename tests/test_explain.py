@@ -107,11 +107,11 @@ def test_plots_page_every_flagged_and_rejected_record(trained, tmp_path):
     assert r.exit_code == ExitCode.USAGE and "--plots lies inside the input" in r.output
 
 
-def test_page_text_from_cached_labels_is_pillows_own():
-    """Lead labels are stamped from masks rendered once per process: the pixels must be those
-    Pillow draws for the string on a palette image, clipped at the page's edge.  Titles are
-    set glyph by glyph: the same glyphs, drifting at most a pixel per 15 characters from where
-    Pillow's layout puts them."""
+def test_page_text_is_pillows_glyphs_at_pillows_places():
+    """Page text is stamped from words and glyphs rendered once per process: every glyph
+    Pillow draws for the string on a palette image, whole, on the same rows, drifting at most
+    a pixel per 15 characters from where Pillow's layout of the whole line puts them; text
+    running off the page is clipped, not an error."""
     from PIL import Image, ImageDraw
 
     from infer.plots import _INK_INDEX, _font, _text
@@ -126,18 +126,17 @@ def test_page_text_from_cached_labels_is_pillows_own():
         want = np.asarray(want) == _INK_INDEX
         got = np.zeros((40, 420), np.uint8)
         _text(got, at[0], at[1], text, size)
+        got = got == _INK_INDEX
         assert want.sum() > 5 * len(text[: int(420 - at[0]) // 7])
-        np.testing.assert_array_equal(got == _INK_INDEX, want)
-        if at[0] < 100:  # whole on the page: as a title
-            title = np.zeros((40, 420), np.uint8)
-            _text(title, at[0], at[1], text, size, label=False)
-            title = title == _INK_INDEX
-            assert title.sum() == want.sum()  # every glyph, whole
-            cols = [np.nonzero(m.any(axis=0))[0] for m in (title, want)]
-            assert cols[0][0] == cols[1][0]
+        rows = [np.nonzero(m.any(axis=1))[0] for m in (got, want)]
+        np.testing.assert_array_equal(rows[0], rows[1])
+        cols = [np.nonzero(m.any(axis=0))[0] for m in (got, want)]
+        assert cols[0][0] == cols[1][0]
+        if at[0] < 100:  # whole on the canvas
+            assert got.sum() == want.sum()  # every glyph, whole
             assert abs(cols[0][-1] - cols[1][-1]) <= len(text) // 15
-            rows = [np.nonzero(m.any(axis=1))[0] for m in (title, want)]
-            np.testing.assert_array_equal(rows[0], rows[1])
+        else:  # clipped at the canvas's edge
+            assert 0.9 * want.sum() <= got.sum() <= 1.1 * want.sum()
 
 
 def test_csv_results_carry_the_per_second_attributions_as_text(model, tmp_path):
