@@ -11,7 +11,14 @@ from conftest import SAMPLE
 
 from common.records import read_record
 from schemas import LEADS
-from signals.quality import THRESHOLDS, QualityLevel, ecg_quality, lead_stats
+from signals.quality import (
+    THRESHOLDS,
+    QualityLevel,
+    batch_stats,
+    ecg_quality,
+    lead_stats,
+    sub_batch,
+)
 from signals.synthetic import add_fault, clip_affected
 
 RATES = {100: "filename_lr", 500: "filename_hr"}
@@ -25,6 +32,22 @@ def shipped(request) -> tuple[np.ndarray, int, list[str]]:
     names = list(db[RATES[rate]])
     x = np.stack([read_record(SAMPLE / f).to_millivolts() for f in names])
     return x, rate, names
+
+
+def test_verdicts_do_not_depend_on_how_records_are_batched(shipped):
+    """The gate makes cache-sized passes (:func:`sub_batch` records of a length); the
+    statistics and verdicts of a stack equal those of each record alone."""
+    x, rate, _ = shipped
+    per = sub_batch(x.shape[1])
+    x = x[: 2 * per + 3]  # split into three passes, the last a short one
+    assert per > 1
+    whole = batch_stats(x, rate)
+    alone = [lead_stats(r[None], rate) for r in x]
+    for name, value in vars(whole).items():
+        np.testing.assert_allclose(value, np.concatenate([getattr(a, name) for a in alone]),
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
+    assert [q.summary for q in ecg_quality(x, rate)] == [
+        ecg_quality(r[None], rate)[0].summary for r in x]
 
 
 def _checks(q) -> set[str]:
