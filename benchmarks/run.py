@@ -1430,14 +1430,15 @@ def _ort_alone(model: Path, layout: str, n: int = 8192, batch: int = 64) -> floa
     return sum(float(p.communicate()[0]) for p in running)
 
 
-def _floors(records100: Path, records500: Path, csv_dir: Path, n: int = 2000) -> dict:
+def _floors(records100: Path, records500: Path, csv_dir: Path, model: Path,
+            n: int = 2000) -> dict:
     """CPU milliseconds per record, in this process, of the work no scorer can skip: a raw
     read of the files (the header's bytes and the samples with ``numpy.fromfile``, nothing
     parsed), parsing a CSV file's numbers (``numpy.loadtxt``, the reader's fast path), the
     quality gate at the record's own rate (stacked as the scorer stacks them) and resampling
     500 Hz to 100 Hz; best of 3 passes over ``n`` records.  And the wall seconds of a
-    process that only imports what scoring cannot do without (numpy, pyarrow, onnxruntime),
-    best of 3."""
+    process that only imports what scoring cannot do without (numpy, pyarrow, onnxruntime)
+    and opens the model's onnxruntime session, best of 3."""
     from infer.score import GATE_RECORDS
     from signals.quality import ecg_quality
     from signals.resample import resample
@@ -1461,9 +1462,10 @@ def _floors(records100: Path, records500: Path, csv_dir: Path, n: int = 2000) ->
 
     csvs = sorted(csv_dir.glob("*.csv"))[:n]
     out = {"csv_parse": best(lambda: parse_csv(csvs), len(csvs)),
-           "imports_s": min(run_measured([sys.executable, "-c",
-                                          "import numpy, pyarrow, onnxruntime"])[0]
-                            for _ in range(3))}
+           "imports_s": min(run_measured([sys.executable, "-c", (
+               "import numpy, pyarrow, onnxruntime as ort\n"
+               f"ort.InferenceSession({str(model)!r}, providers=['CPUExecutionProvider'])")])[0]
+               for _ in range(3))}
     for rate, folder in ((100, records100), (500, records500)):
         heas = sorted(folder.rglob("*.hea"))[:n]
         out[f"read_{rate}"] = best(lambda heas=heas: raw_read(heas), len(heas))
@@ -1533,11 +1535,14 @@ def bench_speed(work: Path, lines: list[str], results: dict, model: Path) -> Non
             pd.DataFrame(rec.p_signal, columns=rec.sig_name).to_csv(
                 csv_dir / (hea.stem + ".csv"), float_format="%.3f")
     infer = str(BIN / "infer")
+    # as an installed scorer runs: with Python's bytecode cache (a shell that sets
+    # PYTHONDONTWRITEBYTECODE would compile the scorer's modules in every process)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
     def score(folder: Path, name: str, runs: int = 2) -> float:
         best = min(run_measured([infer, "score", "--input", str(folder), "--model", str(model),
                                  "--out", str(work / f"speed-{name}.parquet"), "--overwrite",
-                                 "-q"])[0] for _ in range(runs))
+                                 "-q"], env=env)[0] for _ in range(runs))
         return best
 
     ten = ten / "records100"
@@ -1545,7 +1550,7 @@ def bench_speed(work: Path, lines: list[str], results: dict, model: Path) -> Non
     limit_threads = _ort_alone(model, "threads")
     limit_procs = _ort_alone(model, "processes")
     limit = max(limit_threads, limit_procs)
-    floors = _floors(corpus / "records100", r500 / "records500", csv_dir)
+    floors = _floors(corpus / "records100", r500 / "records500", csv_dir, model)
     wall_100 = score(corpus / "records100", "100")
     wall_500 = score(r500 / "records500", "500")
     wall_mat = score(mat, "mat")
@@ -1568,10 +1573,10 @@ def bench_speed(work: Path, lines: list[str], results: dict, model: Path) -> Non
         return cores * 1e3 / sum(ms)
 
     ceilings = [  # (target, what it needs, the bare floor, with the gate and resampling, ok)
-        ("100 Hz: >= 90 % of onnxruntime", "the model, and reading the files",
+        ("100 Hz: >= 90 % of onnxruntime", "the model, reading the files, the gate",
          f"{ort_ms / (ort_ms + f['read_100']):.0%}",
          f"{ort_ms / (ort_ms + f['read_100'] + f['gate_100']):.0%}",
-         ort_ms / (ort_ms + f["read_100"]) >= 0.9),
+         ort_ms / (ort_ms + f["read_100"] + f["gate_100"]) >= 0.9),
         ("500 Hz WFDB: >= 2,000 records/s", "the model, reading, gate, resampling",
          f"{rate_at(ort_ms, f['read_500']):,.0f}/s",
          f"{rate_at(ort_ms, f['read_500'], f['gate_500'], f['resample_500']):,.0f}/s",
@@ -1584,7 +1589,8 @@ def bench_speed(work: Path, lines: list[str], results: dict, model: Path) -> Non
          f"{rate_at(ort_ms, f['csv_parse']):,.0f}/s",
          f"{rate_at(ort_ms, f['csv_parse'], f['gate_100']):,.0f}/s",
          rate_at(ort_ms, f["csv_parse"], f["gate_100"]) >= 1000),
-        ("cold start, 10 records: <= 0.35 s", "importing numpy, pyarrow, onnxruntime",
+        ("cold start, 10 records: <= 0.35 s", "importing numpy, pyarrow, onnxruntime; the "
+         "model's session",
          f"{f['imports_s']:.2f} s", "", f["imports_s"] < 0.35),
         (f"ingest at 100 Hz, {FULL_SIZE:,} records: <= 2.0 s", "reading and the gate "
          "(ingest stores every verdict)", f"{f['read_100'] * FULL_SIZE / cores / 1e3:.1f} s",
@@ -1606,7 +1612,8 @@ def bench_speed(work: Path, lines: list[str], results: dict, model: Path) -> Non
         _stamp("speed"),
         "",
         "Whole `infer score` processes (start-up, discovery, reading, quality gate, resampling, "
-        "onnxruntime, writing Parquet), best of 2 runs after a warm-up; the limit is the "
+        "onnxruntime, writing Parquet; Python's bytecode cache on, as installed), best of 2 "
+        "runs after a warm-up; the limit is the "
         "exported model alone in onnxruntime on random windows (batches of 64), measured in "
         "the same run, in both layouts the scorer can use.",
         "",
@@ -1667,9 +1674,10 @@ def bench_speed(work: Path, lines: list[str], results: dict, model: Path) -> Non
         f"{ort_ms:.3f} | {ort_ms:.3f} |",
         "",
         "What each target allows at best on this machine, with every core busy and every other "
-        "cost (parsing headers, lead mapping, start-up, writing) at zero; \"bare\" counts "
-        "only the work named, \"with the gate\" adds the gate and resampling as they cost "
-        "today:",
+        "cost (parsing headers, lead mapping, start-up, writing) at zero: \"bare\" counts "
+        "the model and the reading or parsing only, \"with the gate\" adds the gate and "
+        "resampling as they cost today; \"reachable\" judges the latter, since neither may be "
+        "skipped:",
         "",
         "| target | needs at least | bare | with the gate | reachable here |",
         "|---|---|---|---|---|",
