@@ -11,10 +11,10 @@ Drawn straight into 8-bit palette pixels at 4 px per mm, with numpy: the grid an
 are made once per process and copied into a reused buffer; text is rendered by Pillow's font
 (the ``plots`` extra) once per word or glyph and per process, then stamped; the 13 traces are
 drawn in one vectorised pass; the PNG is written here, its rows "up"-filtered and compressed
-by ISA-L (``isal``, in the same extra).  A page costs about a millisecond, under a record's
-scoring, so a night whose every record is flagged spends less time on pages than on scoring
-(``benchmarks/RESULTS.md``; matplotlib took 68 ms a page, Pillow's drawing and PNG writer
-7 ms).
+by ISA-L (``isal``, in the same extra).  Drawing and encoding a page cost about 0.8 ms, under
+a record's scoring, and in a nightly batch whose every record was flagged the pages took
+0.5-0.85x the scoring time (``benchmarks/RESULTS.md``; matplotlib took 68 ms a page,
+Pillow's drawing and PNG writer 7 ms).
 """
 
 from __future__ import annotations
@@ -443,6 +443,9 @@ def page_png(signal: np.ndarray, fs: float, leads: tuple[str, ...],
         volts = np.take(signal, layout["take"]) - middle[cols]  # row-major (n, leads)
         ys = layout["base"] - volts * (MM_PER_MV * PX_PER_MM)
         np.clip(ys, HEADER_PX, _BOTTOM, out=ys)  # a wild lead stays on its page
+        gaps = np.isnan(ys)  # samples that are not numbers: drawn on the baseline
+        if gaps.any():
+            ys[gaps] = layout["base"][gaps]
         if layout["dense"]:
             _spans(pixels, layout["columns"], ys, layout["ends"])
         else:  # under 100 Hz

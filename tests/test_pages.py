@@ -128,3 +128,21 @@ def test_a_page_into_a_missing_folder_makes_it(tmp_path):
     row = {"record_id": "r", "path": "/x/r"}
     path = plots.ecg_page(signal, 100.0, LEADS, row, tmp_path / "a" / "b")
     assert path.is_file() and row["page"] == str(path)
+
+
+def test_samples_that_are_not_numbers_are_drawn_on_the_baseline(tmp_path):
+    """A lead with gaps (NaN) or infinities still gets its page: gaps on the baseline,
+    infinities at the page's edge, nothing written outside the grid."""
+    signal = read_record(RECORDS[2].with_suffix("")).to_millivolts()
+    clean, _ = _page(signal, 100.0, tmp_path=tmp_path)
+    signal[100:300, 0] = np.nan
+    signal[400, 1] = np.inf
+    page, _ = _page(signal, 100.0, tmp_path=tmp_path)
+    layout = plots._traces(100.0, 1000, LEADS, 12)
+    lead_i = np.flatnonzero(layout["take"] % 12 == 0)[:250]  # lead I's first 2.5 s
+    gap = lead_i[100:299]  # its samples 100-298 and their runs to the next sample
+    base_row = int(round(layout["base"][gap[0]]))
+    cols = layout["columns"][gap]
+    assert (page[base_row, cols] == plots._INK_INDEX).all()
+    assert (page[plots.HEADER_PX:] != clean[plots.HEADER_PX:]).any()
+    assert not (page[: plots.HEADER_PX] != clean[: plots.HEADER_PX]).any()
