@@ -1178,7 +1178,7 @@ def bench_explain(work: Path, lines: list[str], results: dict, model: Path) -> N
     results["explain"] = {"seconds_plain": plain, "seconds_explain": explained,
                           "seconds_pages": with_pages, "pages": n_pages,
                           "seconds_pages_alone": page_seconds,
-                          "night": {"records": 6 * 353, "pages": night_pages, **runs},
+                          "night": {"records": 6 * 353, "n_pages": night_pages, "seconds": runs},
                           "by_location": table_rows}
     per_page, per_record = page_seconds / max(1, len(flagged)), plain / 353
     lines += [
@@ -1235,7 +1235,7 @@ _LEAD_LABEL = {"AVR": "aVR", "AVL": "aVL", "AVF": "aVF"}
 
 def _file_create_seconds(folder: Path, n: int = 2000) -> float:
     """What writing one page-sized file costs here, as pages are written (a temporary name,
-    then renamed into place), in a new folder."""
+    then renamed into place), in a new folder, which the caller deletes."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     data = bytes(20_000)
@@ -1246,9 +1246,7 @@ def _file_create_seconds(folder: Path, n: int = 2000) -> float:
             tmp.write_bytes(data)
             os.replace(tmp, folder / f"{i}.png")
 
-    seconds = _timed(write_all) / n
-    shutil.rmtree(folder)
-    return seconds
+    return _timed(write_all) / n
 
 
 # ----------------------------------------------------------------------------- scale

@@ -435,22 +435,34 @@ def page_png(signal: np.ndarray, fs: float, leads: tuple[str, ...],
         ink += _text_ink(x, y, label, 13)
     _put_ink(pixels, ink)
     if layout["take"] is not None:
-        # each lead about its median (an odd number of samples, every 4th at 100 Hz)
-        sample = signal[:n:max(1, n // 250)]
-        sample = sample[: len(sample) - 1 + len(sample) % 2]
-        middle = np.partition(sample, len(sample) // 2, axis=0)[len(sample) // 2]
-        cols = layout["cols"]
-        volts = np.take(signal, layout["take"]) - middle[cols]  # row-major (n, leads)
-        ys = layout["base"] - volts * (MM_PER_MV * PX_PER_MM)
-        np.clip(ys, HEADER_PX, _BOTTOM, out=ys)  # a wild lead stays on its page
-        gaps = np.isnan(ys)  # samples that are not numbers: drawn on the baseline
-        if gaps.any():
-            ys[gaps] = layout["base"][gaps]
-        if layout["dense"]:
-            _spans(pixels, layout["columns"], ys, layout["ends"])
-        else:  # under 100 Hz
-            _polylines(pixels, layout["xs"], ys, layout["segments"], layout["ends"])
+        _draw_traces(pixels, _trace_rows(signal, n, layout), layout)
     return png_bytes(pixels, raw)
+
+
+def _trace_rows(signal: np.ndarray, n: int, layout: dict[str, Any]) -> np.ndarray:
+    """The pixel row of every sample the page shows (:func:`_traces`' order): each lead
+    about its median, at 10 mm/mV, kept on the page; samples that are not numbers lie on
+    the baseline."""
+    # the median of an odd number of samples, every 4th at 100 Hz
+    sample = signal[:n:max(1, n // 250)]
+    sample = sample[: len(sample) - 1 + len(sample) % 2]
+    middle = np.partition(sample, len(sample) // 2, axis=0)[len(sample) // 2]
+    cols = layout["cols"]
+    volts = np.take(signal, layout["take"]) - middle[cols]  # row-major (n, leads)
+    ys = layout["base"] - volts * (MM_PER_MV * PX_PER_MM)
+    np.clip(ys, HEADER_PX, _BOTTOM, out=ys)  # a wild lead stays on its page
+    gaps = np.isnan(ys)
+    if gaps.any():
+        ys[gaps] = layout["base"][gaps]
+    return ys
+
+
+def _draw_traces(pixels: np.ndarray, ys: np.ndarray, layout: dict[str, Any]) -> None:
+    """Ink the traces at rows ``ys`` (:func:`_trace_rows`)."""
+    if layout["dense"]:
+        _spans(pixels, layout["columns"], ys, layout["ends"])
+    else:  # under 100 Hz
+        _polylines(pixels, layout["xs"], ys, layout["segments"], layout["ends"])
 
 
 def _shading(seconds, width: int) -> np.ndarray | None:

@@ -8,15 +8,12 @@ import io
 import numpy as np
 import pytest
 from conftest import SAMPLE
+from PIL import Image
 from scipy import ndimage
 
 from common.records import read_record
+from infer import plots
 from schemas import LEADS
-
-pytest.importorskip("PIL", reason="the plots extra (make setup installs it)")
-from PIL import Image  # noqa: E402
-
-from infer import plots  # noqa: E402
 
 RECORDS = sorted(SAMPLE.glob("records100/*/*.hea"))[:6]
 
@@ -30,20 +27,14 @@ def _page(signal, fs, row=None, tmp_path=None):
         return np.asarray(img), img.getpalette()
 
 
-def _trace_ink(signal: np.ndarray, fs: float) -> np.ndarray:
-    """Only the traces of a page: drawn onto an empty canvas the page's size."""
+def _trace_ink(signal: np.ndarray, fs: float):
+    """Only the traces of a page, drawn onto an empty canvas the page's size: the ink, the
+    layout and the samples' pixel rows."""
     n = min(len(signal), int(round(plots.SECONDS * fs)))
     layout = plots._traces(float(fs), n, LEADS, signal.shape[1])
     canvas = np.zeros(plots._background().shape, np.uint8)
-    sample = signal[:n:max(1, n // 250)]
-    sample = sample[: len(sample) - 1 + len(sample) % 2]
-    middle = np.partition(sample, len(sample) // 2, axis=0)[len(sample) // 2]
-    ys = layout["base"] - (np.take(signal, layout["take"]) - middle[layout["cols"]]) * 40
-    ys = np.clip(ys, plots.HEADER_PX, plots._BOTTOM)
-    if layout["dense"]:
-        plots._spans(canvas, layout["columns"], ys, layout["ends"])
-    else:
-        plots._polylines(canvas, layout["xs"], ys, layout["segments"], layout["ends"])
+    ys = plots._trace_rows(signal, n, layout)
+    plots._draw_traces(canvas, ys, layout)
     return canvas == plots._INK_INDEX, layout, ys
 
 
