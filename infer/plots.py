@@ -11,7 +11,7 @@ Drawn straight into 8-bit palette pixels at 4 px per mm, with numpy: the grid an
 are made once per process and copied into a reused buffer; text is rendered by Pillow's font
 (the ``plots`` extra) once per word or glyph and per process, then stamped; the 13 traces are
 drawn in one vectorised pass; the PNG is written here, its rows "up"-filtered and compressed
-by ISA-L (``isal``, in the same extra).  Drawing and encoding a page cost about 0.8 ms, under
+by ISA-L (``isal``, in the same extra).  Drawing and encoding a page cost 0.8-1.0 ms, under
 a record's scoring, and in a nightly batch whose every record was flagged the pages took
 0.5-0.85x the scoring time (``benchmarks/RESULTS.md``; matplotlib took 68 ms a page,
 Pillow's drawing and PNG writer 7 ms).
