@@ -253,7 +253,8 @@ def test_long_record_is_scored_in_windows(tmp_path, model):
 def test_scoring_imports_nothing_heavy(trained, tmp_path):
     """The hot path of `infer score` on 100 Hz WFDB records (a cold start) imports no
     TensorFlow, and none of what only some records or options need: pandas (odd CSV files),
-    scipy (resampling), matplotlib, Dask, fsspec.  pandas still works afterwards."""
+    scipy (resampling), matplotlib, Dask, fsspec, importlib.metadata (package versions for
+    manifests; 0.09 s of a cold start).  pandas still works afterwards."""
     _copy_records(tmp_path / "in", RECORDS[:3])
     code = (
         "import sys\n"
@@ -263,7 +264,8 @@ def test_scoring_imports_nothing_heavy(trained, tmp_path):
         f"'--out', {str(tmp_path / 'r.parquet')!r}, '--model', {str(trained[2])!r}])\n"
         "assert r.exit_code == 0, r.output\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', "
-        "'tf2onnx', 'pandas', 'scipy', 'matplotlib', 'distributed', 'dask', 'fsspec'})\n"
+        "'tf2onnx', 'pandas', 'scipy', 'matplotlib', 'distributed', 'dask', 'fsspec'} "
+        "| ({'importlib.metadata'} & set(sys.modules)))\n"
         "import pyarrow.parquet as pq\n"
         f"df = pq.read_table({str(tmp_path / 'r.parquet')!r}).to_pandas()\n"
         "print(heavy, len(df), type(df).__name__)\n"
