@@ -229,7 +229,8 @@ def _deflate():
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+    crc = zlib.crc32(data, zlib.crc32(tag))
+    return b"".join([struct.pack(">I", len(data)), tag, data, struct.pack(">I", crc)])
 
 
 def png_bytes(pixels: np.ndarray, raw: np.ndarray | None = None) -> bytes:
@@ -295,20 +296,27 @@ def _advance(text: str, size: int) -> float:
 
 
 @functools.lru_cache(maxsize=16384)
-def _word(word: str, size: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """A word's ink (as :func:`_ink` gives it) and advance.  A word without digits ("aVR",
-    "probability", "borderline") is Pillow's rendering of it whole; one with digits (record
-    ids, probabilities, attributions, which seldom repeat) is set from its glyphs, each at
-    the pen position the advances before it give (rendering each new one costs 0.7 ms)."""
+def _word(word: str, size: int) -> tuple[np.ndarray, np.ndarray, float, tuple | None]:
+    """A word's ink (as :func:`_ink` gives it), its advance, and the first and last row and
+    column of its ink (None: no ink).  A word without digits ("aVR", "probability",
+    "borderline") is Pillow's rendering of it whole; one with digits (record ids,
+    probabilities, attributions, which seldom repeat) is set from its glyphs, each at the pen
+    position the advances before it give (rendering each new one costs 0.7 ms)."""
     if not _DIGIT.search(word):
-        return (*_ink(word, size), _advance(word, size))
-    rows, cols, pen = [], [], 0.0
-    for glyph in word:
-        r, c = _ink(glyph, size)
-        rows.append(r)
-        cols.append(c + int(round(pen)))
-        pen += _advance(glyph, size)
-    return np.concatenate(rows), np.concatenate(cols).astype(np.int32), pen
+        rows, cols = _ink(word, size)
+        advance = _advance(word, size)
+    else:
+        parts, pen = [], 0.0
+        for glyph in word:
+            r, c = _ink(glyph, size)
+            parts.append((r, c + int(round(pen))))
+            pen += _advance(glyph, size)
+        rows = np.concatenate([r for r, _ in parts])
+        cols = np.concatenate([c for _, c in parts]).astype(np.int32)
+        advance = pen
+    box = (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())) if len(rows) \
+        else None
+    return rows, cols, advance, box
 
 
 def _text_ink(x: float, y: float, text: str, size: int) -> list[tuple[str, int, int, int]]:
@@ -327,17 +335,9 @@ def _text_ink(x: float, y: float, text: str, size: int) -> list[tuple[str, int, 
 
 
 @functools.lru_cache(maxsize=16384)
-def _word_box(word: str, size: int) -> tuple[int, int, int, int] | None:
-    """The first and last row and column of a word's ink (None: no ink)."""
-    rows, cols, _ = _word(word, size)
-    return (int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())) if len(rows) \
-        else None
-
-
-@functools.lru_cache(maxsize=16384)
 def _word_flat(word: str, size: int, width: int) -> np.ndarray:
     """A word's ink as offsets into the pixels of a ``width``-column page."""
-    rows, cols, _ = _word(word, size)
+    rows, cols, _, _ = _word(word, size)
     return rows * np.int32(width) + cols
 
 
@@ -347,7 +347,7 @@ def _put_ink(pixels: np.ndarray, pieces: list[tuple[str, int, int, int]]) -> Non
     h, w = pixels.shape
     flats, offsets, sizes = [], [], []
     for word, size, y, x in pieces:
-        box = _word_box(word, size)
+        rows, cols, _, box = _word(word, size)
         if box is None:
             continue
         if box[0] + y >= 0 and box[1] + y < h and box[2] + x >= 0 and box[3] + x < w:
@@ -356,17 +356,11 @@ def _put_ink(pixels: np.ndarray, pieces: list[tuple[str, int, int, int]]) -> Non
             offsets.append(y * w + x)
             sizes.append(len(flat))
         else:
-            rows, cols, _ = _word(word, size)
             rows, cols = rows + y, cols + x
             inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
             pixels[rows[inside], cols[inside]] = _INK_INDEX
     if flats:
         pixels.reshape(-1)[np.concatenate(flats) + np.repeat(offsets, sizes)] = _INK_INDEX
-
-
-def _text(pixels: np.ndarray, x: float, y: float, text: str, size: int) -> None:
-    """Write ``text`` in ink into the page's palette indices (see :func:`_text_ink`)."""
-    _put_ink(pixels, _text_ink(x, y, text, size))
 
 
 _DIGIT = re.compile(r"\d")
@@ -407,8 +401,8 @@ def ecg_page(signal: np.ndarray, fs: float, leads: tuple[str, ...], row: dict[st
 
 def page_png(signal: np.ndarray, fs: float, leads: tuple[str, ...],
              row: dict[str, Any]) -> bytes:
-    """The PNG of :func:`ecg_page`, in memory."""
-    require_pillow()  # the glyphs (rendered once per process) come from Pillow's font
+    """The PNG of :func:`ecg_page`, in memory (Pillow, the ``plots`` extra, renders the text's
+    words and glyphs the first time each is needed)."""
     n = min(len(signal), int(round(SECONDS * fs)))
     background = _background()
     pixels, raw = _buffers(background.shape)

@@ -114,7 +114,7 @@ def test_page_text_is_pillows_glyphs_at_pillows_places():
     running off the page is clipped, not an error."""
     from PIL import Image, ImageDraw
 
-    from infer.plots import _INK_INDEX, _font, _text
+    from infer.plots import _INK_INDEX, _font, _put_ink, _text_ink
 
     for text, size, at in (("aVR +0.12", 13, (300.4, 21.7)),
                            ("V6 -1.00 clipped at the edge", 13, (380, 2)),
@@ -125,7 +125,7 @@ def test_page_text_is_pillows_glyphs_at_pillows_places():
                                   font=_font(size))
         want = np.asarray(want) == _INK_INDEX
         got = np.zeros((40, 420), np.uint8)
-        _text(got, at[0], at[1], text, size)
+        _put_ink(got, _text_ink(at[0], at[1], text, size))
         got = got == _INK_INDEX
         assert want.sum() > 5 * len(text[: int(420 - at[0]) // 7])
         rows = [np.nonzero(m.any(axis=1))[0] for m in (got, want)]
