@@ -64,3 +64,50 @@ def clip_affected(x: np.ndarray, limit: float = 1.0, share: float = 0.02) -> np.
     """Records where clipping at ``limit`` cuts at least ``share`` of some lead's samples
     (in the others it changes nothing worth reporting)."""
     return ((np.abs(x) > limit).mean(axis=1) >= share).any(axis=1)
+
+
+def ecg_with_waves(fs: float, seconds: float = 10.0, hr_bpm: float = 70.0,
+                   q_mv=0.0, r_mv=1.0, s_mv=0.3, st_mv=0.0, t_mv=0.3, offset_mv=0.0,
+                   wander_mv: float = 0.0, noise_mv: float = 0.0, seed: int = 0) -> np.ndarray:
+    """A 12-lead record ``(samples, 12)`` of identical beats with known waves, per lead
+    (each parameter a number or 12 numbers in :data:`schemas.LEADS` order):
+
+    the QRS begins 50 ms before the R peak in every lead; with ``q_mv`` > 0 it first falls to
+    ``-q_mv`` at -30 ms and is back at 0 at -10 ms (a Q wave of 40 ms), then rises to ``r_mv``
+    at 0 ms (without a Q it rises from 0 to ``r_mv`` over those 50 ms), falls
+    to ``-s_mv`` at +20 ms and reaches the ST level ``st_mv`` at +40 ms, the J point (QRS 90 ms);
+    ST stays there to +140 ms, then a T wave (a raised cosine from +140 ms to +380 ms) peaks
+    at ``t_mv`` at +260 ms and returns to 0; a P wave of 0.1 mV peaks 160 ms before R.  All
+    amplitudes are against the PR baseline, which sits at ``offset_mv`` plus a 0.25 Hz wander
+    of ``wander_mv`` peak-to-peak, plus white noise of ``noise_mv``.
+    """
+    def per_lead(v):
+        return np.broadcast_to(np.asarray(v, dtype=np.float64), (len(LEADS),))
+
+    q, r, s, st, t = (per_lead(v) for v in (q_mv, r_mv, s_mv, st_mv, t_mv))
+    n = int(round(seconds * fs))
+    tt = np.arange(n) / fs
+    rr = 60.0 / hr_bpm
+    x = np.zeros((n, len(LEADS)))
+    for beat in np.arange(0.4, seconds - 0.2, rr):
+        u = (tt - beat) * 1000.0  # ms from this R peak
+        for i in range(len(LEADS)):
+            if q[i] > 0:
+                knots_t, knots_v = [-50, -30, -10, 0], [0, -q[i], 0, r[i]]
+            else:
+                knots_t, knots_v = [-50, 0], [0, r[i]]
+            knots_t, knots_v = knots_t + [20, 40, 140], knots_v + [-s[i], st[i], st[i]]
+            inside = (u >= -50) & (u <= 140)
+            x[inside, i] += np.interp(u[inside], knots_t, knots_v)
+            tw = (u > 140) & (u < 380)
+            # the T wave rises from the ST level to t, then falls to 0
+            phase = (u[tw] - 140) / 240.0
+            bump = 0.5 - 0.5 * np.cos(2 * np.pi * phase)
+            level = np.where(phase < 0.5, st[i] + (t[i] - st[i]) * bump, t[i] * bump)
+            x[tw, i] += level
+            pw = np.abs(u + 160) < 40
+            x[pw, i] += 0.1 * (0.5 + 0.5 * np.cos(np.pi * (u[pw] + 160) / 40))
+    x += offset_mv + 0.5 * wander_mv * np.sin(2 * np.pi * 0.25 * tt)[:, None]
+    if noise_mv:
+        x += np.random.default_rng(seed).normal(0, noise_mv, x.shape)
+    return x.astype(np.float32)
