@@ -1,11 +1,11 @@
-# mi-screen: PTB-XL -> Parquet -> Keras CNN-LSTM -> ONNX -> nightly scorer.
+# mi-screen: PTB-XL -> Parquet -> MI criteria model (or a Keras network) -> ONNX -> nightly scorer.
 # Every target sets itself up (creates .venv and installs) on a fresh machine.
 #
 #   make demo                       whole pipeline on the shipped sample, then score it
 #   make demo-beats                 the ECG5000 beat system end to end (a demonstration)
 #   make test                       the test suite (what CI runs)
 #   make ingest train export PTBXL_DIR=/path/to/ptb-xl     the full corpus
-#   variables: RATE=100|500  ARCH=cnnlstm|resnet1d|seed  EPOCHS=N  OUT=out  SCORE_INPUT=DIR
+#   variables: RATE=100|500  ARCH=criteria|cnnlstm|resnet1d|seed  EPOCHS=N  OUT=out  SCORE_INPUT=DIR
 #              RESULTS=FILE  BEAT_ARCH=beatcnn|seed003
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,7 +16,7 @@ SAMPLE_DIR := data/ptbxl-sample
 PTBXL_DIR ?= $(SAMPLE_DIR)
 RATE ?= 100
 OUT ?= out
-ARCH ?= cnnlstm
+ARCH ?= criteria
 EPOCHS ?=
 N_JOBS ?= -1
 # the shipped sample and a full corpus get their own folders, so neither stands in for the other
@@ -61,12 +61,12 @@ ingest: $(DATA)/manifest.json
 $(DATA)/manifest.json: | setup
 	$(BIN)/ingest ptbxl --root $(PTBXL_DIR) --out $(DATA) --rate $(RATE) --n-jobs $(N_JOBS)
 
-train: $(RUN)/model.keras
-$(RUN)/model.keras: $(DATA)/manifest.json | setup
+train: $(RUN)/run.json
+$(RUN)/run.json: $(DATA)/manifest.json | setup
 	$(BIN)/train fit --data $(DATA) --out $(RUN) --arch $(ARCH) $(if $(EPOCHS),--epochs $(EPOCHS)) $(FOLDS) --overwrite
 
 export: $(MODEL)
-$(MODEL): $(RUN)/model.keras | setup
+$(MODEL): $(RUN)/run.json | setup
 	$(BIN)/train export --run $(RUN) --out $(MODEL) --overwrite
 
 score: $(MODEL) | setup

@@ -80,7 +80,8 @@ def _input_location(ctx, param, value: str) -> str:
               help="Score records with missing leads, filled with zeros (warning).")
 @click.option("--measurements", is_flag=True,
               help="Add heart rate, RR, QRS duration and R/T amplitudes (lead II) to each row "
-                   "(needs the signals extra; about 40 ms per record).")
+                   "(needs the signals extra; about 40 ms per record), and the MI criteria "
+                   "columns for any model (a criteria model adds those always).")
 @click.option("--explain", is_flag=True,
               help="Add per-lead and per-second attributions (occlusion: how much the MI "
                    "probability falls when a lead, or a second of every lead, is set to 0 mV); "
@@ -127,6 +128,16 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
     quality_issues). Records are put in the model's
     lead order and resampled to its rate; longer records are scored in overlapping windows
     whose probabilities are aggregated as the model's contract says.
+
+    A criteria model (the default `train fit --arch criteria`) scores the ECG's own MI
+    criteria, measured on the median beat at the model's rate against the PR baseline, and
+    every row says what drove the verdict: mi_criteria (the criteria met in two or more
+    contiguous leads, in words: pathological Q, ST elevation or depression at J+60 ms, T
+    inversion, per lead group inferior II/III/aVF, lateral I/aVL/V5/V6, anterior V1-V4; poor R
+    progression), q_leads, st_elevation_leads, st_depression_leads, t_inversion_leads,
+    st_max_mv and st_min_mv (highest and lowest ST, aVR left out), median_qrs_ms and
+    poor_r_progression. A record that cannot be measured (fewer than 3 clean beats) says so
+    in mi_criteria.
 
     With a beat model (`train fit --task beats`, ECG5000), beat files get one row per beat
     (abnormal_probability, band normal / borderline / abnormal), and --beats cuts 12-lead

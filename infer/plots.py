@@ -3,7 +3,8 @@
 Layout as printed by electrocardiographs: a 3 x 4 grid of 2.5 s per lead (I, II, III / aVR,
 aVL, aVF / V1-V3 / V4-V6, each column the next 2.5 s) and a 10 s lead II rhythm strip below, at
 25 mm/s and 10 mm/mV on a 1 mm / 5 mm grid, with a 1 mV calibration pulse at the start of each
-row.  The title gives the record id, MI probability, band and quality; with ``--explain`` the
+row.  The title gives the record id, MI probability, band and quality, the line below it the
+measured MI criteria (when the row has them) and the quality issues; with ``--explain`` the
 seconds that drove the score are shaded (red: pushed it up) and each lead label carries its
 attribution.
 
@@ -417,9 +418,9 @@ def page_png(signal: np.ndarray, fs: float, leads: tuple[str, ...],
              f"{'-' if p is None else f'{p:.3f}'}   band {row.get('band') or '-'}   "
              f"quality {row.get('quality') or '-'}   25 mm/s, 10 mm/mV")
     ink = _text_ink(8, 5, title, 14)
-    issues = row.get("quality_issues")
-    if issues:
-        ink += _text_ink(8, 24, issues[:160], 13)
+    second = [t for t in (criteria_text(row), row.get("quality_issues")) if t]
+    if second:
+        ink += _text_ink(8, 24, "   ".join(second)[:190], 13)
     layout = _traces(float(fs), n, tuple(leads), signal.shape[1])
     for lead, x, y in layout["labels"]:
         label = _LABEL.get(lead, lead)
@@ -431,6 +432,19 @@ def page_png(signal: np.ndarray, fs: float, leads: tuple[str, ...],
     if layout["take"] is not None:
         _draw_traces(pixels, _trace_rows(signal, n, layout), layout)
     return png_bytes(pixels, raw)
+
+
+def criteria_text(row: dict[str, Any]) -> str:
+    """The measured MI criteria of a results row in one line (empty without them)."""
+    words = row.get("mi_criteria")
+    if not words:
+        return ""
+    extra = []
+    if row.get("st_max_mv") is not None:
+        extra.append(f"ST {row['st_min_mv']:+.2f} to {row['st_max_mv']:+.2f} mV")
+    if row.get("median_qrs_ms") is not None:
+        extra.append(f"QRS {row['median_qrs_ms']:.0f} ms")
+    return "   ".join([words, *extra])
 
 
 def _trace_rows(signal: np.ndarray, n: int, layout: dict[str, Any]) -> np.ndarray:

@@ -114,6 +114,8 @@ class Model:
         self.contract = ModelContract.from_metadata(props, source=str(self.path))
         inputs = self.session.get_inputs()
         names = [i.name for i in inputs]
+        #: what the graph's measurements input takes (empty: the graph takes the waveform)
+        self.features = self.contract.features
         if names != [self.contract.input_name]:
             raise ModelContractError(f"{self.path}: graph inputs {names} do not match the "
                                      f"contract's {self.contract.input_name!r}")
@@ -121,12 +123,26 @@ class Model:
         self.sha256 = hashlib.sha256(data).hexdigest()
 
     def predict(self, x: np.ndarray, batch_size: int = BATCH_WINDOWS) -> np.ndarray:
-        """MI probability per window; ``x`` is float32 ``(n, input_samples, n_leads)`` mV."""
+        """MI probability per window; ``x`` is float32 ``(n, input_samples, n_leads)`` mV (a
+        measurements model measures each window with the function its contract names)."""
+        if self.features:
+            from signals.criteria import mi_features
+
+            return self.predict_features(np.concatenate(
+                [mi_features(x[i : i + batch_size], self.contract.fs)
+                 for i in range(0, len(x), batch_size)]) if len(x) else np.zeros((0, 0)))
         out = [
             self.session.run(None, {self.contract.input_name: x[i : i + batch_size]})[0]
             for i in range(0, len(x), batch_size)
         ]
         return np.concatenate(out).reshape(-1) if out else np.zeros(0, np.float32)
+
+    def predict_features(self, f: np.ndarray) -> np.ndarray:
+        """MI probability per row of measurements ``(n, len(features names))``."""
+        if not len(f):
+            return np.zeros(0, np.float32)
+        return self.session.run(None, {self.contract.input_name: np.asarray(
+            f, np.float32)})[0].reshape(-1)
 
 
 #: Longest message kept in a results row (a header naming a million signals once produced a
@@ -220,11 +236,38 @@ def _gate(conformed: list[Conformed], contract: ModelContract) -> list[Quality |
     return out
 
 
+def _measure_criteria(out: list, contract: ModelContract) -> None:
+    """The MI criteria (:mod:`signals.criteria`) of the prepared records of a chunk, on the
+    signal at the model's rate, batched by length: their columns into the rows; for a
+    measurements model whose one window is the whole record, the model's input too (so it is
+    not measured twice)."""
+    from signals.criteria import measure
+
+    groups: dict[int, list[int]] = {}
+    for k, (_, w) in enumerate(out):
+        if w is not None:
+            groups.setdefault(w[0].shape[0], []).append(k)
+    for n_samples, idx in groups.items():
+        for i in range(0, len(idx), GATE_RECORDS):
+            part = idx[i : i + GATE_RECORDS]
+            x = np.stack([out[k][1][0] for k in part])
+            absent = np.array([[lead in out[k][0]["leads_filled"].split(",")
+                                for lead in contract.leads] for k in part])
+            m = measure(x, contract.fs, absent)
+            feats = m.features() if contract.features else None
+            for j, (k, summary) in enumerate(zip(part, m.summary(), strict=True)):
+                row, (signal, starts, length, _) = out[k]
+                row.update(summary)
+                whole = len(starts) == 1 and length == n_samples
+                out[k] = (row, (signal, starts, length,
+                                feats[j] if feats is not None and whole else None))
+
+
 def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions,
                    root: str | None = None):
     """Read, gate and resample a chunk of inputs: ``[(row, (signal, window starts, window
-    length) or None)]`` in input order.  Runs in a worker process for large batches; never
-    raises for bad input.
+    length, measurements or None) or None)]`` in input order.  Runs in a worker process for
+    large batches; never raises for bad input.
     """
     read = [_read_one(p, f, contract, options, root) for p, f in items]
     ok = [k for k, (_, c) in enumerate(read) if c is not None]
@@ -263,7 +306,9 @@ def _prepare_chunk(items, contract: ModelContract, options: ScoreOptions,
         row["status"] = "warning" if prepared.warnings else "ok"
         row["message"] = "; ".join(prepared.warnings + c.raw.notes + prepared.notes)
         # only what prediction needs goes back to the parent process (pickled)
-        out.append((row, (prepared.signal, prepared.starts, prepared.length)))
+        out.append((row, (prepared.signal, prepared.starts, prepared.length, None)))
+    if contract.features or options.measurements:
+        _measure_criteria(out, contract)
     return out
 
 
@@ -273,13 +318,15 @@ def _predict(model: Model, good: list[tuple[dict, tuple[np.ndarray, np.ndarray, 
     (:func:`signals.windows.aggregate`, as in training).  Windows are views into each record's
     signal, copied into batches of ``batch_windows``, so memory is bounded whatever the
     records' lengths."""
+    if model.features:
+        return _predict_features(model, good)
     probs, batch, owners = [], [], []
 
     def flush():
         probs.append(model.predict(np.stack(batch), batch_size=batch_windows))
         batch.clear()
 
-    for k, (_, (signal, starts, length)) in enumerate(good):
+    for k, (_, (signal, starts, length, _)) in enumerate(good):
         for start in starts:
             batch.append(signal[start : start + length])
             owners.append(k)
@@ -289,6 +336,24 @@ def _predict(model: Model, good: list[tuple[dict, tuple[np.ndarray, np.ndarray, 
         flush()
     return aggregate(np.concatenate(probs), np.asarray(owners), len(good),
                      model.contract.aggregation).tolist()
+
+
+def _predict_features(model: Model, good) -> list[float]:
+    """A measurements model: each record's measurements as ``_prepare_chunk`` took them, or
+    (records of several windows) each window's, aggregated as the contract says."""
+    from signals.criteria import mi_features
+
+    rows, owners = [], []
+    for k, (_, (signal, starts, length, feats)) in enumerate(good):
+        if feats is not None:
+            rows.append(feats[None])
+            owners.append(np.array([k]))
+        else:
+            windows = np.stack([signal[a : a + length] for a in starts])
+            rows.append(mi_features(windows, model.contract.fs))
+            owners.append(np.full(len(starts), k))
+    p = model.predict_features(np.concatenate(rows))
+    return aggregate(p, np.concatenate(owners), len(good), model.contract.aggregation).tolist()
 
 
 def _explain_and_plot(model: Model, prepared, options: ScoreOptions) -> None:
@@ -301,7 +366,7 @@ def _explain_and_plot(model: Model, prepared, options: ScoreOptions) -> None:
     for row, w in prepared:
         plot = row.pop("_plot", None)
         if w is not None:
-            signal, starts, length = w
+            signal, starts, length, _ = w
             if options.explain:
                 _, leads, seconds = occlusion(model, signal, starts, length, contract.fs)
                 for lead, a in zip(contract.leads, leads, strict=True):

@@ -85,6 +85,22 @@ MEASUREMENT_FIELDS: tuple[tuple[str, pa.DataType, str], ...] = (
 )
 
 
+#: The MI criteria of a scored record (``signals.criteria``, on the median beat at the model's
+#: rate; ST at J+60 ms against the PR baseline): in the results whenever the model scores
+#: them (a ``criteria`` model) or with ``infer score --measurements``; null otherwise.
+CRITERIA_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("mi_criteria", pa.string()),  # the criteria met in 2+ contiguous leads, in words
+    pa.field("q_leads", pa.string()),  # leads with a pathological Q wave (or QS complex)
+    pa.field("st_elevation_leads", pa.string()),
+    pa.field("st_depression_leads", pa.string()),
+    pa.field("t_inversion_leads", pa.string()),
+    pa.field("st_max_mv", pa.float32(), metadata={"units": "mV"}),  # highest ST, not aVR
+    pa.field("st_min_mv", pa.float32(), metadata={"units": "mV"}),  # lowest ST, not aVR
+    pa.field("median_qrs_ms", pa.float32(), metadata={"units": "ms"}),
+    pa.field("poor_r_progression", pa.bool_()),  # R in V3 <= 0.3 mV
+)
+
+
 def _measurement_fields() -> list[pa.Field]:
     return [pa.field(name, t, metadata={"units": unit}) for name, t, unit in MEASUREMENT_FIELDS]
 
@@ -231,6 +247,7 @@ ATTRIBUTION_FIELDS = [
 #:   wrong and how to fix it (at most 1000 characters); for ok rows, notes such as resampling
 #:   or an assumed rate (empty when there is nothing to say)
 #: - the MEASUREMENT_FIELDS (null unless ``--measurements``)
+#: - the CRITERIA_FIELDS (with a measurements model or ``--measurements``; null otherwise)
 #: - the ATTRIBUTION_FIELDS (null unless ``--explain``)
 #: - ``page``: the record's ECG page (PNG) with ``--plots``, for MI, borderline and rejected
 #:   records
@@ -256,13 +273,14 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("status", pa.string(), nullable=False),
         pa.field("message", pa.string(), nullable=False),
         *_measurement_fields(),
+        *CRITERIA_FIELDS,
         *ATTRIBUTION_FIELDS,
         pa.field("page", pa.string()),
         pa.field("model_name", pa.string(), nullable=False),
         pa.field("model_sha256", pa.string(), nullable=False),
         pa.field("scored_at", pa.timestamp("ms", tz="UTC"), nullable=False),
     ],
-    metadata={"contract": "mi-screen results v3"},
+    metadata={"contract": "mi-screen results v4"},
 )
 
 

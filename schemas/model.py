@@ -57,6 +57,11 @@ class ModelContract:
     #: ``features`` of ``signals.beats``), ``denoiser`` before features, ``lead`` to cut beats
     #: from 12-lead records, ``samples`` per beat
     beat: dict[str, Any] = field(default_factory=dict)
+    #: models on measurements (``arch`` criteria): the graph's input ``input`` is
+    #: ``float32[batch, len(names)]``, the columns ``names`` of ``function`` (a versioned name
+    #: such as ``signals.criteria.mi_features/1``) taken from each window of the record at
+    #: ``fs``; empty for models that take the waveform
+    features: dict[str, Any] = field(default_factory=dict)
 
     @property
     def windows(self):
@@ -154,6 +159,9 @@ class ModelContract:
         if None in canon or len(set(canon)) != len(canon) or canon != list(self.leads):
             raise bad(f"leads {','.join(self.leads)} must be distinct standard lead names "
                       f"({','.join(LEADS)})")
+        if self.features:
+            self._validate_features(bad, input_shape, source)
+            return
         if input_shape is not None:
             shape = list(input_shape)
             if len(shape) != 3:
@@ -164,6 +172,28 @@ class ModelContract:
                 if isinstance(dim, int) and dim != want:
                     raise bad(f"the graph takes {dim} {what} per input, the contract says "
                               f"{want}")
+
+    def _validate_features(self, bad, input_shape, source: str) -> None:
+        from signals.criteria import FEATURE_NAMES, FEATURES_VERSION
+
+        f = self.features
+        if f.get("function") != FEATURES_VERSION:
+            raise ModelContractError(
+                f"{source}: the model takes the measurements {f.get('function')!r}, this "
+                f"scorer computes "
+                f"{FEATURES_VERSION!r}; score it with the mi-screen version that trained it, "
+                "or train the model again")
+        if list(f.get("names", [])) != list(FEATURE_NAMES):
+            raise bad(f"the model's {len(f.get('names', []))} measurement columns are not "
+                      f"{f.get('function')}'s {len(FEATURE_NAMES)}")
+        if f.get("input") != self.input_name:
+            raise bad(f"the measurements input {f.get('input')!r} is not the graph input "
+                      f"{self.input_name!r}")
+        if input_shape is not None:
+            shape = list(input_shape)
+            if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != len(FEATURE_NAMES)):
+                raise bad(f"the graph takes {shape}, a measurements model takes [batch, "
+                          f"{len(FEATURE_NAMES)}]")
 
     def _validate_beats(self, bad, input_shape) -> None:
         from schemas.ecg import canonical_lead
@@ -206,6 +236,7 @@ MODEL_CONTRACT_KEYS: tuple[str, ...] = (
 
 #: Keys a model may carry (models exported before they existed still load).
 OPTIONAL_CONTRACT_KEYS: tuple[str, ...] = ("calibration", "band_bounds", "window_stride",
-                                           "aggregation", "task", "beat")
+                                           "aggregation", "task", "beat", "features")
 _OPTIONAL_PARSERS = {"calibration": json.loads, "band_bounds": json.loads, "window_stride": int,
-                     "aggregation": str, "task": str, "beat": json.loads}
+                     "aggregation": str, "task": str, "beat": json.loads,
+                     "features": json.loads}

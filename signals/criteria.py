@@ -184,7 +184,7 @@ class Measurements:
             s = s[np.isfinite(s)]
             row["st_max_mv"] = float(s.max()) if s.size else None
             row["st_min_mv"] = float(s.min()) if s.size else None
-            row["qrs_ms"] = _finite(self.qrs_ms[k])
+            row["median_qrs_ms"] = _finite(self.qrs_ms[k])
             prwp = self.poor_r_progression()[k]
             row["poor_r_progression"] = bool(prwp) if np.isfinite(prwp) else None
             row["mi_criteria"] = describe(crit, k, bool(prwp == 1))

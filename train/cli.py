@@ -56,7 +56,9 @@ def cli() -> None:
                    "abnormal or not (ECG5000; a one-patient demonstration).")
 @click.option("--arch", type=click.Choice(sorted(ARCHITECTURES) + sorted(BEAT_ARCHITECTURES)),
               default=None,
-              help="mi: cnnlstm (default), resnet1d, or seed (the reference notebook's model). "
+              help="mi: criteria (default: gradient-boosted trees on the ECG's measured MI "
+                   "criteria, no TensorFlow), cnnlstm, resnet1d, or seed (the reference "
+                   "notebook's model). "
                    "beats: beatcnn (default, on the raw beat) or seed003 (the tutorial's "
                    "features and LSTM).")
 @click.option("--window", "window_seconds", type=click.FloatRange(0), default=None,
@@ -133,7 +135,7 @@ def fit(data, out, task, arch, window_seconds, stride_seconds, aggregation, mix_
     """
     setup_logging(verbose, quiet)
     wanted = BEAT_ARCHITECTURES if task == "beats" else ARCHITECTURES
-    arch = arch or ("beatcnn" if task == "beats" else "cnnlstm")
+    arch = arch or ("beatcnn" if task == "beats" else "criteria")
     if arch not in wanted:
         fail(f"--arch {arch} is not a {task} architecture; choose one of {sorted(wanted)}",
              ExitCode.USAGE)

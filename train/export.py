@@ -57,9 +57,6 @@ def export_onnx(
 
     Returns a dict with ``max_abs_diff``, ``n_checked`` and ``bytes``.
     """
-    import keras
-    import tensorflow as tf
-
     # tf2onnx logs every optimisation pass at INFO; keep our own log readable
     logging.getLogger("tf2onnx").setLevel(max(logging.WARNING, _LOGGER.getEffectiveLevel()))
     run_dir, out = Path(run_dir), Path(out)
@@ -68,6 +65,15 @@ def export_onnx(
     prepare_output(card_path, overwrite)  # the card is an output too: never replaced silently
     run = _load_run(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    if run.get("arch") == "criteria":
+        if ensemble:
+            raise ExportError(f"{run_dir}: the criteria trees export as one model; the fold "
+                              "models are kept for reference only; export without --ensemble")
+        return _export_criteria(run_dir, run, metrics, out, card_path, opset, tolerance,
+                                overwrite)
+    import keras
+    import tensorflow as tf
+
     if run.get("task") == "beats":
         if ensemble:
             raise ExportError(f"{run_dir}: a beat run has no fold models to average; export "
@@ -93,26 +99,12 @@ def export_onnx(
     spec = (tf.TensorSpec((None, n_samples, len(LEADS)), tf.float32, name=INPUT_NAME),)
     proto = _convert(model, spec, opset, run_dir, "; if it was trained on a GPU, rebuild the "
                      "LSTM with use_cudnn=False")
-    contract = ModelContract(
-        model_name=f"mi-screen-{run['arch']}{'-ensemble' if ensemble else ''}-{run['fs']}hz",
-        input_name=INPUT_NAME,
-        fs=int(run["fs"]),
-        leads=LEADS,
-        units=UNITS,
-        input_samples=n_samples,
-        band_low=float(run["bands"]["low"]),
-        band_high=float(run["bands"]["high"]),
-        architecture=(f"{run['arch']} (mean of {len(members)} cross-fitted fold models)"
-                      if ensemble else run["arch"]),
-        data_manifest_sha256=run["data_manifest_sha256"],
-        metrics=_summary(metrics, run),
-        versions=package_versions("mi-screen", "tensorflow-cpu", "keras", "tf2onnx", "onnx",
-                                  "onnxruntime"),
-        calibration=run.get("calibration", {}),
-        band_bounds=run["bands"].get("achieved", {}),
-        window_stride=int(run.get("window", {}).get("stride", 0)),
-        aggregation=run.get("window", {}).get("aggregation", "mean"),
-    )
+    contract = _mi_contract(
+        run, metrics, f"mi-screen-{run['arch']}{'-ensemble' if ensemble else ''}-{run['fs']}hz",
+        INPUT_NAME, (f"{run['arch']} (mean of {len(members)} cross-fitted fold models)"
+                     if ensemble else run["arch"]),
+        package_versions("mi-screen", "tensorflow-cpu", "keras", "tf2onnx", "onnx",
+                         "onnxruntime"))
     doc = ("MI screening model. Input ecg_mv: float32 [batch, samples, 12] in mV, leads "
            f"{','.join(LEADS)}, {run['fs']} Hz. Output: MI probability. Research use only.")
     # verified on the windows of the run's test records before anything is written
@@ -122,6 +114,45 @@ def export_onnx(
     return _finish(proto, model, contract, run, doc, x, "the test records' windows", out,
                    card_path, overwrite, tolerance,
                    lambda sha, diff, n: model_card(contract, run, metrics, sha, diff, n))
+
+
+def _mi_contract(run: dict[str, Any], metrics: dict[str, Any], name: str, input_name: str,
+                 architecture: str, versions: dict[str, str], **extra) -> ModelContract:
+    """The contract of an MI model from its run."""
+    return ModelContract(
+        model_name=name, input_name=input_name, fs=int(run["fs"]), leads=LEADS, units=UNITS,
+        input_samples=int(run["input_samples"]), band_low=float(run["bands"]["low"]),
+        band_high=float(run["bands"]["high"]), architecture=architecture,
+        data_manifest_sha256=run["data_manifest_sha256"], metrics=_summary(metrics, run),
+        versions=versions, calibration=run.get("calibration", {}),
+        band_bounds=run["bands"].get("achieved", {}),
+        window_stride=int(run.get("window", {}).get("stride", 0)),
+        aggregation=run.get("window", {}).get("aggregation", "mean"), **extra)
+
+
+def _export_criteria(run_dir: Path, run: dict[str, Any], metrics: dict[str, Any], out: Path,
+                     card_path: Path, opset: int, tolerance: float, overwrite: bool
+                     ) -> dict[str, Any]:
+    """The criteria trees as one graph (``mi_features`` -> calibrated probability), checked
+    against scikit-learn on the measurements of the run's test records."""
+    from train.criteria import CriteriaModel, split_features
+
+    model = CriteriaModel.load(run_dir / "model.pkl")
+    features = run["features"]
+    contract = _mi_contract(
+        run, metrics, f"mi-screen-criteria-{run['fs']}hz", features["input"],
+        "criteria (gradient-boosted trees on signals.criteria measurements)",
+        package_versions("mi-screen", "scikit-learn", "onnx", "onnxruntime"), features=features)
+    doc = (f"MI screening model. Input {features['input']}: float32 [batch, "
+           f"{len(features['names'])}], the measurements of {features['function']} of a 12-lead "
+           f"record in mV at {run['fs']} Hz. Output: MI probability. Research use only.")
+    test = load_split(run["data_dir"], run["folds"]["test"],
+                      run["config"].get("min_quality", "unusable"))
+    x = split_features(test)
+    return _finish(model.to_onnx(opset), model, contract, run, doc, x,
+                   "the test records' measurements", out, card_path, overwrite, tolerance,
+                   lambda sha, diff, n: model_card(contract, run, metrics, sha, diff, n,
+                                                   importances=model.importances(10)))
 
 
 def _convert(model, spec, opset: int, run_dir: Path, hint: str = ""):
@@ -311,9 +342,36 @@ def _summary(metrics: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, Any],
-               sha256: str, max_diff: float, n_checked: int) -> str:
+               sha256: str, max_diff: float, n_checked: int,
+               importances: list[tuple[str, int]] | None = None) -> str:
     """The model card: intended use, data, folds, metrics with intervals, bands, limitations."""
     t = metrics["test"]
+    if contract.features:
+        f = contract.features
+        inputs = (f"- `{contract.input_name}`: float32 `[batch, {len(f['names'])}]`, the "
+                  f"measurements `{f['function']}` takes from a record (12 leads in mV, "
+                  f"{', '.join(contract.leads)}, at {contract.fs} Hz after the scorer's "
+                  "resampling): per lead Q duration and depth, R, S, ST at J and J+60 ms, T "
+                  "(against the PR baseline of the median beat); QRS duration and heart rate; "
+                  "leads meeting each criterion per lead group; poor R progression. NaN where "
+                  "not measurable (the trees have a branch for it).\n"
+                  "- Windows: the measurements are taken on "
+                  f"{contract.input_samples / contract.fs:g} s of the record (longer records: "
+                  "every such window, aggregated as below).")
+        model_text = (f"Gradient-boosted trees (scikit-learn HistGradientBoostingClassifier, "
+                      f"{run['config'].get('seed', 0)} as seed); most used measurements: "
+                      + ", ".join(f"`{n}` ({k} splits)" for n, k in importances or []) + ".")
+        checked = (f"ONNX vs scikit-learn: max |difference| {max_diff:.2e} on {n_checked} test "
+                   "records.")
+    else:
+        inputs = (f"- `{contract.input_name}`: float32 `[batch, {contract.input_samples}, "
+                  f"{len(contract.leads)}]`,\n  millivolts, {contract.fs} Hz, leads "
+                  f"{', '.join(contract.leads)}. Normalisation (per-lead mean\n  and variance of "
+                  "the training folds) is inside the graph.")
+        model_text = (f"Architecture `{contract.architecture}`; {run['epochs_run']} epochs run, "
+                      f"weights of epoch\n{run['best_epoch']} kept; seed {run['config']['seed']}.")
+        checked = f"ONNX vs Keras: max |difference| {max_diff:.2e} on {n_checked} test records."
+
     low, high = t["thresholds"]["low"], t["thresholds"]["high"]
     ci = t["roc_auc_ci95"]
     per_band = ", ".join(f"{k} {v['records']} ({v['mi']} MI)" for k, v in t["bands"].items())
@@ -329,9 +387,7 @@ prioritise records for review by a cardiologist. **Not a medical device; not for
 treatment decisions.**
 
 ## Input and output
-- `{contract.input_name}`: float32 `[batch, {contract.input_samples}, {len(contract.leads)}]`,
-  millivolts, {contract.fs} Hz, leads {", ".join(contract.leads)}. Normalisation (per-lead mean
-  and variance of the training folds) is inside the graph.
+{inputs}
 - Windows: a record is cut into windows of {contract.input_samples / contract.fs:g} s every
   {contract.windows.stride / contract.fs:g} s (the last aligned with its end); its probability is
   the {_AGGREGATION_WORDS.get(contract.aggregation, contract.aggregation)} of its windows'.
@@ -352,8 +408,7 @@ validation folds {run['folds']['val']} ({run['records']['validation']}), test fo
 sha256 `{contract.data_manifest_sha256}`.
 
 ## Model
-Architecture `{contract.architecture}`; {run['epochs_run']} epochs run, weights of epoch
-{run['best_epoch']} kept; seed {run['config']['seed']}.
+{model_text}
 
 ## Metrics (test folds, {t['n']} records, {t['n_mi']} MI)
 - ROC AUC {t['roc_auc']:.3f} (95% bootstrap CI {ci[0]:.3f}-{ci[1]:.3f})
@@ -363,7 +418,7 @@ Architecture `{contract.architecture}`; {run['epochs_run']} epochs run, weights 
 {high['specificity']:.3f}
 - Test records per band: {per_band}
 
-ONNX vs Keras: max |difference| {max_diff:.2e} on {n_checked} test records.
+{checked}
 
 ## Limitations
 - Trained on one German hospital archive (PTB-XL, 1989-1996, Schiller devices); performance on

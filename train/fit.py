@@ -51,7 +51,7 @@ from train.evaluate import (
     roc_auc,
     write_report,
 )
-from train.model import ARCHITECTURES, TRAINING_DEFAULTS, build_model
+from train.model import ARCHITECTURES, NOT_KERAS, TRAINING_DEFAULTS, build_model
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ _LOGGER = logging.getLogger(__name__)
 class FitConfig:
     """Everything that determines a training run (with the data, it makes the run reproducible)."""
 
-    arch: str = "cnnlstm"
+    arch: str = "criteria"
     train_folds: tuple[int, ...] = tuple(range(1, 9))
     val_folds: tuple[int, ...] = (9,)
     test_folds: tuple[int, ...] = (10,)
@@ -175,10 +175,19 @@ def train_model(
 ) -> tuple[Any, dict[str, list[float]], int]:
     """Fit ``config.arch`` on ``train``, early-stopping on validation ROC AUC if the
     architecture asks for it.  Returns (model with the best weights, history, best epoch)."""
-    import keras
-
     if config.arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {config.arch!r}")
+    if config.arch == "criteria":
+        from train.criteria import CriteriaModel
+
+        t0 = time.perf_counter()
+        model = CriteriaModel.fit(train, seed=config.seed)
+        _LOGGER.info("criteria trees on %d records in %.1f s; most used: %s", len(train),
+                     time.perf_counter() - t0, ", ".join(
+                         f"{n} ({k})" for n, k in model.importances(8)))
+        return model, {}, 0
+    import keras
+
     seed_everything(config.seed)
     spec = config.windows(train)
     mean, var = fit_normalization(train)
@@ -315,11 +324,12 @@ def fit(
         metrics["bands_out_of_fold"] = chosen
         metrics["bands_test"] = band_report(ty, scores["test"], bands, config.min_sensitivity,
                                             config.min_specificity, config.confidence)
-        model.save(tmp / "model.keras")
+        ext = model_extension(config.arch)
+        model.save(tmp / f"model{ext}")
         if config.cross_fit:
             (tmp / "fold_models").mkdir()
             for f, m in zip(folds, oof.models, strict=True):
-                m.save(tmp / "fold_models" / f"fold_{f}.keras")
+                m.save(tmp / "fold_models" / f"fold_{f}{ext}")
         _write_history(tmp / "history.csv", history)
         pq.write_table(
             pa.table({
@@ -354,15 +364,18 @@ def fit(
                       "confidence": config.confidence,
                       "achieved": chosen},
             "calibration": asdict(calibrator),
+            **({"features": features_contract(splits["train"].fs)}
+               if config.arch == "criteria" else {}),
             "data_dir": str(data_dir),
             "data_manifest_sha256": sha256_file(data_dir / "manifest.json"),
             "epochs_run": len(history.get("loss", [])),
             "best_epoch": best_epoch,
             "train_seconds": round(seconds, 2),
             "train_samples_per_second": round(
-                len(splits["train"]) * len(history.get("loss", [])) / seconds, 1),
-            "versions": package_versions("mi-screen", "tensorflow-cpu", "keras", "numpy",
-                                         "pyarrow"),
+                len(splits["train"]) * max(1, len(history.get("loss", []))) / seconds, 1),
+            "versions": package_versions(
+                "mi-screen", *(("scikit-learn",) if config.arch in NOT_KERAS else
+                               ("tensorflow-cpu", "keras")), "numpy", "pyarrow"),
         }
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -374,6 +387,20 @@ def fit(
         _LOGGER.info("test ROC AUC %.3f (95%% CI %.3f-%.3f), PR AUC %.3f; bands %.4f / %.4f",
                      t["roc_auc"], *t["roc_auc_ci95"], t["pr_auc"], bands.low, bands.high)
     return run
+
+
+def model_extension(arch: str) -> str:
+    """The saved model's file extension: ``.keras`` for networks, ``.pkl`` for the trees."""
+    return ".pkl" if arch in NOT_KERAS else ".keras"
+
+
+def features_contract(fs: int) -> dict[str, Any]:
+    """What a criteria model's graph takes: the function, its version, the columns."""
+    from signals.criteria import FEATURE_NAMES, FEATURES_VERSION
+    from train.criteria import FEATURES_INPUT
+
+    return {"function": FEATURES_VERSION, "input": FEATURES_INPUT, "fs": int(fs),
+            "names": list(FEATURE_NAMES)}
 
 
 @contextlib.contextmanager

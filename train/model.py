@@ -107,8 +107,16 @@ def build_resnet1d(n_samples: int, fs: int, mean: np.ndarray, var: np.ndarray):
     return keras.Model(inp, out, name="resnet1d")
 
 
+def build_criteria(*args, **kwargs):
+    """Not a network: gradient-boosted trees on the measured MI criteria
+    (:mod:`train.criteria`), trained by :func:`train.fit.train_model` without TensorFlow."""
+    raise TypeError("the criteria model is not a Keras model; train.fit trains it")
+
+
 ARCHITECTURES: dict[str, Callable] = {"seed": build_seed, "cnnlstm": build_cnnlstm,
-                                      "resnet1d": build_resnet1d}
+                                      "resnet1d": build_resnet1d, "criteria": build_criteria}
+#: Architectures that are not Keras networks (no TensorFlow in training or export).
+NOT_KERAS = ("criteria",)
 
 #: Per-architecture training settings; ``train fit`` options override them.
 #: ``window_seconds`` 0 trains on whole records; otherwise on random crops of that length, and
@@ -127,6 +135,10 @@ TRAINING_DEFAULTS: dict[str, dict] = {
     "resnet1d": {"batch_size": 32, "epochs": 40, "learning_rate": 3e-3, "class_weight": True,
                  "early_stopping": True, "augment": True, "window_seconds": 2.5,
                  "stride_seconds": 1.25, "aggregation": "logit_mean", "one_cycle": True},
+    # trees on signals.criteria.mi_features of whole records (train.criteria.TREE_SETTINGS)
+    "criteria": {"batch_size": 64, "epochs": 0, "learning_rate": None, "class_weight": False,
+                 "early_stopping": False, "augment": False, "window_seconds": 0.0,
+                 "stride_seconds": None, "aggregation": "logit_mean", "one_cycle": False},
 }
 
 
