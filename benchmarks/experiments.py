@@ -52,6 +52,8 @@ VARIANTS: dict[str, tuple[dict, str]] = {
                              "residual CNN, crops, constant learning rate 3e-3"),
     "criteria": ({"arch": "criteria"},
                  "gradient-boosted trees on the measured MI criteria (signals.criteria)"),
+    "criteria-single": ({"arch": "criteria", "bags": 1},
+                        "one boosted model instead of the mean of ten on bootstrap samples"),
     "both": ({"arch": "criteria"},
              "mean log-odds of `cnnlstm` and `criteria`, each out of fold (no fitted weights)"),
 }
@@ -75,25 +77,6 @@ def _out_of_fold(name: str, data: Path, seed: int):
     return _OOF[(name, seed)]
 
 
-def trade_off(y, q, min_sensitivity: float, min_specificity: float, confidence) -> dict:
-    """Bands for these targets on calibrated out-of-fold ``q``: the borderline share, MI
-    records in "normal", non-MI in "MI", and the sensitivity and specificity lower bounds."""
-    import numpy as np
-
-    from train.evaluate import band_report, choose_bands
-
-    b = choose_bands(y, q, min_sensitivity, min_specificity, confidence=confidence)
-    rep = band_report(y, q, b, min_sensitivity, min_specificity, 0.95)
-    y = np.asarray(y).astype(bool)
-    return {"bands": [b.low, b.high],
-            "borderline": float(np.mean((q >= b.low) & (q < b.high))),
-            "normal": float(np.mean(q < b.low)), "mi": float(np.mean(q >= b.high)),
-            "mi_in_normal": float(np.mean(q[y] < b.low)),
-            "non_mi_in_mi": float(np.mean(q[~y] >= b.high)),
-            "sensitivity": rep["low"]["estimate"], "sensitivity_lb": rep["low"]["lower_bound"],
-            "specificity": rep["high"]["estimate"],
-            "specificity_lb": rep["high"]["lower_bound"]}
-
 
 def run(name: str, data: Path, seed: int = 0) -> dict:
     """Cross-validate one variant (``{work}`` in its settings is ``data``'s folder)."""
@@ -101,7 +84,13 @@ def run(name: str, data: Path, seed: int = 0) -> dict:
 
     from signals.windows import commutes
     from train.calibrate import METHODS, choose_calibrator
-    from train.evaluate import band_report, bootstrap_auc_ci, choose_bands, roc_auc
+    from train.evaluate import (
+        band_report,
+        band_trade_off,
+        bootstrap_auc_ci,
+        choose_bands,
+        roc_auc,
+    )
     from train.fit import FitConfig
 
     overrides, what = VARIANTS[name]
@@ -142,9 +131,9 @@ def run(name: str, data: Path, seed: int = 0) -> dict:
             "lower_bound"],
         "cv_seconds": seconds,
         # the bands' own targets (95 % lower bounds), and the trade-offs the data can show
-        "at_targets": trade_off(y, q, 0.95, 0.95, 0.95),
-        "point_95_95": trade_off(y, q, 0.95, 0.95, None),
-        "point_90_95": trade_off(y, q, 0.90, 0.95, None),
+        "at_targets": band_trade_off(y, q, 0.95, 0.95, 0.95),
+        "point_95_95": band_trade_off(y, q, 0.95, 0.95, None),
+        "point_90_95": band_trade_off(y, q, 0.90, 0.95, None),
     }
 
 

@@ -1780,6 +1780,129 @@ def bench_quantize(work: Path, lines: list[str], results: dict, model: Path) -> 
     ]
 
 
+def _find_run(model: Path, arch: str) -> Path:
+    """The newest run of ``arch`` beside the ONNX model (what `make train` leaves in out/)."""
+    runs = [p.parent for p in model.parent.glob("run-*/run.json")
+            if json.loads(p.read_text()).get("arch") == arch]
+    if not runs:
+        raise FileNotFoundError(f"no {arch} run-*/ beside {model}; run `make export` first")
+    return max(runs, key=lambda p: (p / "run.json").stat().st_mtime)
+
+
+def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
+                   network: Path) -> None:
+    """The criteria model (issue: a verdict that decides): the scorer's records/s with it
+    against the network model, side by side in one run; what the measurements cost a record;
+    its 100 Hz / 500 Hz agreement; and what its bands decide on the shipped records."""
+    import pyarrow.parquet as pq
+
+    from common.records import read_record
+    from infer import Model
+    from signals.criteria import measure
+    from train.evaluate import band_trade_off
+
+    crit, net = Model(model), Model(network)
+    if not crit.contract.features:
+        raise SystemExit(f"{model} is not a criteria model; `make export` builds one")
+    corpus = work / "corpus"
+    if not (corpus / "records100").exists():
+        shutil.rmtree(corpus, ignore_errors=True)
+        build_corpus(corpus, FULL_SIZE)
+    infer = str(BIN / "infer")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+    def score(path: Path, name: str) -> float:
+        return run_measured([infer, "score", "--input", str(corpus / "records100"), "--model",
+                             str(path), "--out", str(work / f"crit-{name}.parquet"),
+                             "--overwrite", "-q"], env=env)[0]
+
+    score(model, "warm")
+    walls: dict[str, list[float]] = {"criteria": [], "network": []}
+    for _ in range(3):  # alternating, best of 3 each
+        walls["network"].append(score(network, "network"))
+        walls["criteria"].append(score(model, "criteria"))
+    rates = {k: FULL_SIZE / min(v) for k, v in walls.items()}
+    x = np.stack([read_record(h.with_suffix("")).to_millivolts() for h in
+                  sorted((SAMPLE / "records100").rglob("*.hea"))]).astype(np.float32)
+    measure(x[:64], 100)
+    per_record = min(_timed(lambda: [measure(x[i : i + 64], 100) for i in range(0, len(x), 64)])
+                     for _ in range(5)) / len(x) * 1e3
+    windows = x[:64]
+    net.predict(windows)
+    net_ms = min(_timed(lambda: net.predict(windows)) for _ in range(5)) / len(windows) * 1e3
+    consistency = _rate_consistency(crit)[0]
+    run_dir = _find_run(model, "criteria")
+    pred = pq.read_table(run_dir / "predictions.parquet").to_pylist()
+    oof = [r for r in pred if r["split"] == "out_of_fold"]
+    y = np.array([r["mi"] for r in oof])
+    q = np.array([r["mi_probability"] for r in oof])
+    run = json.loads((run_dir / "run.json").read_text())
+    targets = {
+        "the bands' own targets: sensitivity and specificity 0.95 as 95 % lower bounds "
+        "(the default)": (0.95, 0.95, 0.95),
+        "0.95 / 0.95 as estimates": (0.95, 0.95, None),
+        "sensitivity 0.90 / specificity 0.95 as estimates": (0.90, 0.95, None),
+        "sensitivity 0.90 / specificity 0.90 as estimates": (0.90, 0.90, None),
+    }
+    offs = {name: band_trade_off(y, q, *t) for name, t in targets.items()}
+    results["criteria"] = {"records_per_s": rates, "walls": walls,
+                           "measure_ms_per_record": per_record,
+                           "network_ms_per_record_in_process": net_ms,
+                           "rate_consistency": {k: v for k, v in consistency.items()
+                                                if k not in ("ids", "diff")},
+                           "rate_diff_p95": float(np.percentile(consistency["diff"], 95)),
+                           "rate_diff_over_002": int((consistency["diff"] > 0.02).sum()),
+                           "trade_offs": offs}
+    ratio = rates["criteria"] / rates["network"]
+    c = consistency
+    rates_ok = c["max_abs_diff"] <= 0.02 and c["band_changes"] <= 1
+    lines += [
+        "## The criteria model: speed, rates and bands (issue: a verdict that decides)",
+        "",
+        _stamp("criteria"),
+        "",
+        f"`infer score` on {FULL_SIZE:,} 100 Hz records (the shipped 353 replicated), with the "
+        f"criteria model (`{model.name}`, the default) and with the CNN-LSTM (`{network.name}`"
+        ", the former default), alternating, best of 3 each; both measure nothing else.",
+        "",
+        "| model | records/s | what a record costs in one process |",
+        "|---|---|---|",
+        f"| CNN-LSTM (former default) | {rates['network']:,.0f} | onnxruntime {net_ms:.2f} ms "
+        "a 10 s window |",
+        f"| criteria (default) | {rates['criteria']:,.0f} | the measurements {per_record:.2f} "
+        "ms (`signals.criteria.measure`, batches of 64); the trees next to nothing |",
+        "",
+        f"- With the measurements the scorer runs at **{ratio:.2f}x** the former default's "
+        f"records/s (target: at least 0.7x): "
+        f"{'met' if ratio >= 0.7 else 'NOT met'}. The measurements replace the network, "
+        "whose forward pass cost more than they do.",
+        f"- 100 Hz against 500 Hz files (all 353 records; the 500 Hz files resampled by the "
+        f"scorer): max |difference| {c['max_abs_diff']:.3f}, mean {c['mean_abs_diff']:.4f}, "
+        f"95th percentile {results['criteria']['rate_diff_p95']:.4f}, "
+        f"{results['criteria']['rate_diff_over_002']} records over 0.02, {c['band_changes']} "
+        f"band changes ({', '.join(c['changed']) or 'none'}). Target (within 0.02, at most one "
+        f"band change): {'met' if rates_ok else 'NOT met'}. Trees are step functions: a "
+        "record whose measurement sits at a split (a 0.05 mV R wave in V2 read as RS at "
+        "one rate and QS at the other) moves by a step.",
+        f"- Bands of the 353 shipped records at 100 Hz (the model's own thresholds "
+        f"{run['bands']['low']:.4f} / {run['bands']['high']:.4f}): "
+        f"{' / '.join(f'{k} {v}' for k, v in c['bands_100hz'].items())}.",
+        "",
+        f"What the bands decide, on the {len(y)} out-of-fold records ({int(y.sum())} MI) of run "
+        f"`{run_dir.name}` (calibrated probabilities, thresholds chosen on them):",
+        "",
+        "| targets | low / high | normal | borderline | MI | MI records in normal | non-MI "
+        "in MI | sensitivity at low (95 % lower bound) | specificity at high (95 % lower "
+        "bound) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[f"| {name} | {o['bands'][0]:.3f} / {o['bands'][1]:.3f} | {o['normal']:.0%} | "
+          f"**{o['borderline']:.0%}** | {o['mi']:.0%} | {o['mi_in_normal']:.1%} | "
+          f"{o['non_mi_in_mi']:.1%} | {o['sensitivity']:.3f} (>= {o['sensitivity_lb']:.3f}) | "
+          f"{o['specificity']:.3f} (>= {o['specificity_lb']:.3f}) |" for name, o in offs.items()],
+        "",
+    ]
+
+
 def _find_keras_model(model: Path) -> Path:
     """The newest Keras run beside the ONNX model (what `make train export` leaves in out/)."""
     runs = sorted(model.parent.glob("run-*/model.keras"), key=lambda p: p.stat().st_mtime)
@@ -1794,7 +1917,8 @@ PARTS = {"ingest": (bench_ingest, False), "export": (bench_export, True),
          "train": (bench_train, False), "rates": (bench_rates, False),
          "beats": (bench_beats, False), "formats": (bench_formats, True),
          "explain": (bench_explain, True), "scale": (bench_scale, True),
-         "speed": (bench_speed, True), "quantize": (bench_quantize, True)}
+         "speed": (bench_speed, True), "quantize": (bench_quantize, True),
+         "criteria": (bench_criteria, "both")}
 
 
 def main() -> None:
@@ -1802,6 +1926,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     parser.add_argument("--only", default=",".join(PARTS))
     parser.add_argument("--model", type=Path, default=REPO / "out" / "model.onnx")
+    parser.add_argument("--network-model", type=Path,
+                        default=REPO / "out" / "model-cnnlstm.onnx",
+                        help="a network model beside --model (the criteria part compares)")
     parser.add_argument("--work", type=Path, default=None, help="keep the corpus here")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -1822,7 +1949,9 @@ def main() -> None:
     try:
         for name, (part, needs_model) in PARTS.items():
             if name in only:
-                part(work, lines, results, *([args.model.resolve()] if needs_model else []))
+                models = {False: [], True: [args.model.resolve()],
+                          "both": [args.model.resolve(), args.network_model.resolve()]}
+                part(work, lines, results, *models[needs_model])
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

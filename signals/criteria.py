@@ -58,6 +58,7 @@ LEAD_GROUPS: dict[str, tuple[str, ...]] = {
 LEAD_MEASURES: tuple[tuple[str, str], ...] = (
     ("q_ms", "ms"),  # duration of the initial negative deflection (0: no Q)
     ("q_mv", "mV"),  # its depth below the PR baseline, positive (0: no Q)
+    ("qd_ms", "ms"),  # Q duration weighted by its depth up to Q_WEIGHT_MV (the model's input)
     ("r_mv", "mV"),  # largest positive deflection of the QRS above the PR baseline (>= 0)
     ("s_mv", "mV"),  # depth of the negative deflection after R, positive (>= 0)
     ("st_j_mv", "mV"),  # level at the J point against the PR baseline
@@ -97,8 +98,18 @@ MIN_BEATS = 3
 ONSET_FRACTION, END_FRACTION = 0.04, 0.10
 
 
+#: The model sees the Q duration weighted by the Q's depth up to this (``qd_ms``): equal to
+#: ``q_ms`` for every Q that could count (the criteria need 0.1 mV), and continuous as a
+#: notch of a few hundredths of a millivolt appears or vanishes, where ``q_ms`` jumps
+#: between 0 and 20-30 ms (the commonest cause of a record scoring differently from its
+#: 100 Hz and its 500 Hz file).
+Q_WEIGHT_MV = 0.1
+#: Per-lead columns of the model's input: LEAD_MEASURES but ``q_ms`` (``qd_ms`` instead).
+FEATURE_MEASURES = tuple(m for m, _ in LEAD_MEASURES if m != "q_ms")
+
+
 def _feature_names() -> tuple[str, ...]:
-    names = [f"{m}_{lead}" for m, _ in LEAD_MEASURES for lead in LEADS]
+    names = [f"{m}_{lead}" for m in FEATURE_MEASURES for lead in LEADS]
     names += ["qrs_ms", "hr_bpm"]
     names += [f"n_{c}_{g}" for g in LEAD_GROUPS for c in CRITERIA]
     names += ["poor_r_progression"]
@@ -160,7 +171,7 @@ class Measurements:
 
     def features(self) -> np.ndarray:
         """``(n, len(FEATURE_NAMES))`` float32, NaN where not measured."""
-        cols = [self.lead[m][:, i] for m, _ in LEAD_MEASURES for i in range(len(LEADS))]
+        cols = [self.lead[m][:, i] for m in FEATURE_MEASURES for i in range(len(LEADS))]
         cols += [self.qrs_ms, self.hr_bpm]
         cols += list(self.group_counts().values())
         cols += [self.poor_r_progression()]
@@ -418,10 +429,12 @@ def measure(x: np.ndarray, fs: float, absent: np.ndarray | None = None,
     y1 = mm[rows, k_up, cols]
     y0 = mm[rows, np.maximum(k_up - 1, 0), cols]
     cross = k_up - 1 + np.clip(-y0 / np.maximum(y1 - y0, 1e-9), 0, 1)
-    q_ms = np.where(has_up, (cross - onset[:, None]) / fs * 1000.0, 0.0)
-    q_ms = np.where(q_depth > 0.02, np.maximum(q_ms, 0), 0.0)
     qrs_ms = (j - onset) / fs * 1000.0
-    q_ms = np.where(qs & (q_depth > 0.02), qrs_ms[:, None], q_ms)
+    q_any = np.maximum(np.where(has_up, (cross - onset[:, None]) / fs * 1000.0, 0.0), 0)
+    q_any = np.where(qs, qrs_ms[:, None], q_any)
+    qd_ms = q_any * np.clip(q_depth / Q_WEIGHT_MV, 0, 1)
+    # a notch of 0.02 mV or less is no Q wave
+    q_ms = np.where(q_depth > 0.02, q_any, 0.0)
     q_depth = np.where(q_depth > 0.02, q_depth, 0.0)
 
     st_j = _take(mm, j)
@@ -433,8 +446,8 @@ def measure(x: np.ndarray, fs: float, absent: np.ndarray | None = None,
     t_lo = np.where(in_t, mm, np.inf).min(axis=1)
     t_amp = np.where(t_hi >= -t_lo, t_hi, t_lo)
 
-    lead = {"q_ms": q_ms, "q_mv": q_depth, "r_mv": r_amp, "s_mv": s_depth, "st_j_mv": st_j,
-            "st60_mv": st60, "t_mv": t_amp}
+    lead = {"q_ms": q_ms, "q_mv": q_depth, "qd_ms": qd_ms, "r_mv": r_amp, "s_mv": s_depth,
+            "st_j_mv": st_j, "st60_mv": st60, "t_mv": t_amp}
     flat = (med.max(axis=1) - med.min(axis=1)) < 0.02
     bad_lead = flat | (absent if absent is not None else False)
     reason: list[str | None] = [None] * n

@@ -63,6 +63,19 @@ def test_known_waves_measured(fs):
     assert "pathological Q inferior (II,III,AVF)" in s["mi_criteria"]
 
 
+def test_model_q_duration_is_continuous(fs):
+    """The model's Q duration (qd_ms) equals q_ms for a Q of 0.1 mV or more and shrinks to 0
+    with the Q's depth, where q_ms jumps from 0 to the notch's width."""
+    depths = [0.0, 0.01, 0.03, 0.06, 0.1, 0.3]
+    qd = [measure_one(ecg_with_waves(fs, q_mv=per_lead(0.0, II=d)), fs).lead["qd_ms"][0, IDX["II"]]
+          for d in depths]
+    assert qd[0] == 0 and all(a <= b + 1e-3 for a, b in zip(qd, qd[1:], strict=False))
+    assert qd[1] < 8 and qd[-1] == pytest.approx(40, abs=10)
+    deep = measure_one(ecg_with_waves(fs, q_mv=per_lead(0.0, II=0.3)), fs)
+    assert deep.lead["qd_ms"][0, IDX["II"]] == pytest.approx(deep.lead["q_ms"][0, IDX["II"]])
+    assert "qd_ms_II" in C.FEATURE_NAMES and "q_ms_II" not in C.FEATURE_NAMES
+
+
 def test_sign_and_group_follow_the_lead(fs):
     """ST depression is negative and lands in its own criterion; a wave moved to other leads
     moves to that lead group."""
@@ -233,5 +246,5 @@ def test_feature_names_match_the_matrix():
     m = C.measure(ecg_with_waves(100)[None], 100)
     assert m.features().shape == (1, len(C.FEATURE_NAMES))
     # the order is the contract: lead measures lead by lead, then globals, counts, R progression
-    assert C.FEATURE_NAMES[0] == "q_ms_I" and C.FEATURE_NAMES[-1] == "poor_r_progression"
+    assert C.FEATURE_NAMES[0] == "q_mv_I" and C.FEATURE_NAMES[-1] == "poor_r_progression"
     assert m.features()[0, C.FEATURE_NAMES.index("qrs_ms")] == pytest.approx(m.qrs_ms[0])

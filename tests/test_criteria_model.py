@@ -95,10 +95,11 @@ def test_results_carry_the_criteria(criteria_run, tmp_path):
 def test_rates_agree(criteria_run, tmp_path):
     """The 500 Hz files, resampled by the scorer, against the 100 Hz files.  Most records
     score the same, but trees are step functions: a measurement near a split (a 0.05 mV R in V2
-    read as RS at one rate and QS at the other) moves a record.  Measured on 2026-12-04: median
-    0, 95th percentile 0.045, largest 0.23, 36 records over 0.02, 5 band changes.  The issue's
-    target (all within 0.02, at most one band change) is NOT met by the criteria model; this
-    holds it to what was measured so that it cannot get worse unnoticed."""
+    read as RS at one rate and QS at the other) moves a record, and the calibration steepens
+    the steps.  Measured on 2026-12-04 (ten bagged boosted models): median 0, 95th percentile
+    0.023, largest 0.28, 19 records over 0.02, 8 band changes (one boosted model: 0.041, 0.38,
+    31 and 10).  The issue's target (all within 0.02, at most one band change) is NOT met by
+    the criteria model; this holds it to what was measured so it cannot get worse unnoticed."""
     onnx_path = criteria_run[2]
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     _score(SAMPLE / "records100", onnx_path, a)
@@ -110,9 +111,9 @@ def test_rates_agree(criteria_run, tmp_path):
     print(f"100 vs 500 Hz: median {np.median(d):.4f}, p95 {np.percentile(d, 95):.4f}, "
           f"max {d.max():.3f}, {int((d > 0.02).sum())} over 0.02, {changed} band changes")
     assert np.median(d) < 0.002
-    assert np.percentile(d, 95) < 0.06
-    assert d.max() < 0.3, sorted(d)[-5:]
-    assert changed <= 6
+    assert np.percentile(d, 95) < 0.04
+    assert d.max() < 0.35, sorted(d)[-5:]
+    assert changed <= 12
 
 
 def test_scoring_needs_neither_sklearn_nor_tensorflow(criteria_run, tmp_path):

@@ -10,8 +10,11 @@ input with the very function training used (the contract names it and its versio
 
 The trees' settings were fixed before any comparison (depth 3, learning rate 0.05, 200
 rounds, at least 20 records a leaf, L2 1.0) and are not tuned on the folds: with 353 records,
-tuning on the out-of-fold AUC would report the tuning, not the model.  Missing measurements
-(NaN) go down the branch the trees learned for them, in scikit-learn and in the graph alike.
+tuning on the out-of-fold AUC would report the tuning, not the model.  The model is the mean
+log-odds of :data:`BAGS` such boosted models on bootstrap samples (smoother: a record's 100 Hz
+and 500 Hz files score closer), all of them in the one ensemble node of the graph.  Missing
+measurements (NaN) go down the branch the trees learned for them, in scikit-learn and in the
+graph alike.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ FEATURE_BATCH = 64
 
 TREE_SETTINGS = {"max_depth": 3, "learning_rate": 0.05, "max_iter": 200,
                  "min_samples_leaf": 20, "l2_regularization": 1.0}
+#: Boosted models, each fitted on a bootstrap sample of the training records; the model is
+#: the mean of their log-odds.  One boosted model is a step function whose steps a
+#: measurement a hair's breadth from a split can cross (a record's 100 Hz and 500 Hz files
+#: then score apart); the mean of ten is smoother, and scored better too (benchmarks/
+#: EXPERIMENTS.md, "criteria" against "criteria-single").
+BAGS = 10
 
 
 def split_features(split, index=slice(None)) -> np.ndarray:
@@ -44,26 +53,39 @@ def split_features(split, index=slice(None)) -> np.ndarray:
 
 class CriteriaModel:
     """Trees on the measurements, with the interface training uses for networks
-    (``predict_on_batch`` of windows, ``predict``, ``save``)."""
+    (``predict_on_batch`` of windows, ``predict``, ``save``): the mean log-odds of
+    ``estimators`` (boosted models on bootstrap samples, :data:`BAGS`)."""
 
-    def __init__(self, estimator, fs: int):
-        self.estimator = estimator
+    def __init__(self, estimators: list, fs: int):
+        self.estimators = list(estimators)
         self.fs = int(fs)
 
     @classmethod
-    def fit(cls, train, seed: int = 0) -> CriteriaModel:
+    def fit(cls, train, seed: int = 0, bags: int = BAGS) -> CriteriaModel:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        est = HistGradientBoostingClassifier(**TREE_SETTINGS, early_stopping=False,
-                                             random_state=seed)
-        est.fit(split_features(train), train.y.astype(int))
-        return cls(est, train.fs)
+        f, y = split_features(train), train.y.astype(int)
+        rng = np.random.default_rng(seed)
+        estimators = []
+        for b in range(bags):
+            idx = np.arange(len(y)) if bags == 1 else rng.choice(len(y), len(y))
+            if y[idx].min() == y[idx].max():  # a sample of one class: draw again
+                idx = np.concatenate([idx, np.flatnonzero(y != y[idx][0])[:1]])
+            est = HistGradientBoostingClassifier(**TREE_SETTINGS, early_stopping=False,
+                                                 random_state=seed * 1000 + b)
+            estimators.append(est.fit(f[idx], y[idx]))
+        return cls(estimators, train.fs)
+
+    def log_odds(self, f: np.ndarray) -> np.ndarray:
+        """The mean of the boosted models' log-odds, ``(n,)`` float64."""
+        f = np.asarray(f, np.float32)
+        return np.mean([e._raw_predict(f)[:, 0] for e in self.estimators], axis=0)
 
     def predict_features(self, f: np.ndarray) -> np.ndarray:
         """MI probability ``(n,)`` from a feature matrix ``(n, len(FEATURE_NAMES))``."""
         if len(f) == 0:
             return np.zeros(0, np.float32)
-        return self.estimator.predict_proba(np.asarray(f, np.float32))[:, 1].astype(np.float32)
+        return (1.0 / (1.0 + np.exp(-self.log_odds(f)))).astype(np.float32)
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
         """Probabilities of windows ``(n, samples, 12)`` mV (each measured on its own)."""
@@ -78,7 +100,7 @@ class CriteriaModel:
         return (np.concatenate(out) if out else np.zeros(0, np.float32))[:, None]
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        atomic_write_bytes(path, pickle.dumps({"fs": self.fs, "estimator": self.estimator,
+        atomic_write_bytes(path, pickle.dumps({"fs": self.fs, "estimators": self.estimators,
                                                "features": FEATURES_VERSION}), overwrite=True)
 
     @classmethod
@@ -89,14 +111,15 @@ class CriteriaModel:
         if data.get("features") != FEATURES_VERSION:
             raise ValueError(f"{path}: trained on features {data.get('features')!r}, this "
                              f"version computes {FEATURES_VERSION!r}; train it again")
-        return cls(data["estimator"], data["fs"])
+        return cls(data["estimators"], data["fs"])
 
     def importances(self, top: int = 15) -> list[tuple[str, int]]:
         """How often each feature is split on, most used first (what the trees look at)."""
         counts = np.zeros(len(FEATURE_NAMES), np.int64)
-        for (tree,) in self.estimator._predictors:
-            nodes = tree.nodes[~tree.nodes["is_leaf"].astype(bool)]
-            np.add.at(counts, nodes["feature_idx"], 1)
+        for est in self.estimators:
+            for (tree,) in est._predictors:
+                nodes = tree.nodes[~tree.nodes["is_leaf"].astype(bool)]
+                np.add.at(counts, nodes["feature_idx"], 1)
         order = np.argsort(-counts, kind="stable")[:top]
         return [(FEATURE_NAMES[i], int(counts[i])) for i in order if counts[i]]
 
@@ -105,12 +128,13 @@ class CriteriaModel:
         ``mi_probability`` float32 ``[batch, 1]`` (before calibration)."""
         from onnx import TensorProto, helper
 
-        est = self.estimator
         attrs: dict[str, list] = {k: [] for k in (
             "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
             "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true",
             "target_treeids", "target_nodeids", "target_ids", "target_weights")}
-        for t, (tree,) in enumerate(est._predictors):
+        trees = [tree for est in self.estimators for (tree,) in est._predictors]
+        scale = 1.0 / len(self.estimators)  # the mean of the models' sums
+        for t, tree in enumerate(trees):
             for i, node in enumerate(tree.nodes):
                 leaf = bool(node["is_leaf"])
                 attrs["nodes_treeids"].append(t)
@@ -127,15 +151,16 @@ class CriteriaModel:
                     attrs["target_treeids"].append(t)
                     attrs["target_nodeids"].append(i)
                     attrs["target_ids"].append(0)
-                    attrs["target_weights"].append(float(node["value"]))
-        base = float(np.asarray(est._baseline_prediction).reshape(-1)[0])
-        trees = helper.make_node(
+                    attrs["target_weights"].append(float(node["value"]) * scale)
+        base = float(np.mean([np.asarray(e._baseline_prediction).reshape(-1)[0]
+                              for e in self.estimators]))
+        ensemble = helper.make_node(
             "TreeEnsembleRegressor", [FEATURES_INPUT], ["raw_log_odds"], domain="ai.onnx.ml",
             n_targets=1, aggregate_function="SUM", post_transform="NONE", base_values=[base],
             **attrs)
         sig = helper.make_node("Sigmoid", ["raw_log_odds"], ["mi_probability"])
         graph = helper.make_graph(
-            [trees, sig], "criteria_trees",
+            [ensemble, sig], "criteria_trees",
             [helper.make_tensor_value_info(FEATURES_INPUT, TensorProto.FLOAT,
                                            ["batch", len(FEATURE_NAMES)])],
             [helper.make_tensor_value_info("mi_probability", TensorProto.FLOAT, ["batch", 1])])

@@ -172,6 +172,22 @@ def choose_bands(
     return Bands(low=low, high=high)
 
 
+def band_trade_off(y, q, min_sensitivity: float, min_specificity: float, confidence) -> dict:
+    """Bands for these targets on calibrated out-of-fold ``q``: the borderline share, MI
+    records in "normal", non-MI in "MI", and the sensitivity and specificity lower bounds."""
+    b = choose_bands(y, q, min_sensitivity, min_specificity, confidence=confidence)
+    rep = band_report(y, q, b, min_sensitivity, min_specificity, 0.95)
+    y = np.asarray(y).astype(bool)
+    return {"bands": [b.low, b.high],
+            "borderline": float(np.mean((q >= b.low) & (q < b.high))),
+            "normal": float(np.mean(q < b.low)), "mi": float(np.mean(q >= b.high)),
+            "mi_in_normal": float(np.mean(q[y] < b.low)),
+            "non_mi_in_mi": float(np.mean(q[~y] >= b.high)),
+            "sensitivity": rep["low"]["estimate"], "sensitivity_lb": rep["low"]["lower_bound"],
+            "specificity": rep["high"]["estimate"],
+            "specificity_lb": rep["high"]["lower_bound"]}
+
+
 def band_report(y: np.ndarray, p: np.ndarray, bands: Bands, min_sensitivity: float,
                 min_specificity: float, confidence: float = 0.95) -> dict[str, Any]:
     """What the bands achieve on ``(y, p)``: sensitivity at ``low`` and specificity at ``high``

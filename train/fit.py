@@ -82,6 +82,8 @@ class FitConfig:
     #: the same corpus ingested at another rate: training draws each record from either copy,
     #: the other brought to this rate by the scorer's resampler (rate consistency)
     mix_rate_data: str | None = None
+    #: the criteria model: boosted models averaged (None: train.criteria.BAGS)
+    bags: int | None = None
 
     def setting(self, name: str) -> Any:
         value = getattr(self, name, None)
@@ -181,7 +183,9 @@ def train_model(
         from train.criteria import CriteriaModel
 
         t0 = time.perf_counter()
-        model = CriteriaModel.fit(train, seed=config.seed)
+        from train.criteria import BAGS
+
+        model = CriteriaModel.fit(train, seed=config.seed, bags=config.bags or BAGS)
         _LOGGER.info("criteria trees on %d records in %.1f s; most used: %s", len(train),
                      time.perf_counter() - t0, ", ".join(
                          f"{n} ({k})" for n, k in model.importances(8)))
