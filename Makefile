@@ -76,6 +76,18 @@ score: $(MODEL) | setup
 demo: score
 	@echo "Report: $(RUN)/report.md   Model card: $(OUT)/model_card.md   Results: $(RESULTS), $(basename $(RESULTS)).html"
 
+# the network model make bench compares the default with (and exports, quantises)
+NET_ARCH := cnnlstm
+NET_RUN := $(OUT)/run-$(DATASET)-$(NET_ARCH)-$(RATE)
+NET_MODEL := $(OUT)/model-$(NET_ARCH).onnx
+ifneq ($(ARCH),$(NET_ARCH))
+$(NET_RUN)/run.json: $(DATA)/manifest.json | setup
+	$(BIN)/train fit --data $(DATA) --out $(NET_RUN) --arch $(NET_ARCH) $(FOLDS) --overwrite
+endif
+
+$(NET_MODEL): $(NET_RUN)/run.json | setup
+	$(BIN)/train export --run $(NET_RUN) --out $(NET_MODEL) --overwrite
+
 $(BEATS_DATA)/manifest.json: $(ECG5000) | setup
 	$(BIN)/ingest ecg5000 --input $(ECG5000) --out $(BEATS_DATA) --overwrite
 
@@ -105,8 +117,8 @@ test: setup browser
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 
-bench: $(MODEL) | setup
-	$(BIN)/python benchmarks/run.py --out benchmarks/RESULTS.md
+bench: $(MODEL) $(NET_MODEL) | setup
+	$(BIN)/python benchmarks/run.py --out benchmarks/RESULTS.md --network-model $(NET_MODEL)
 
 lint: setup
 	$(BIN)/ruff check schemas common signals ingest train infer tests benchmarks

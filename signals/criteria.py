@@ -182,6 +182,7 @@ class Measurements:
         crit = self.criteria()
         st = self.lead["st60_mv"]
         no_avr = [i for i, lead in enumerate(LEADS) if lead != "AVR"]
+        prwp_all = self.poor_r_progression()
         out = []
         for k in range(len(self.qrs_ms)):
             if self.reason and self.reason[k]:
@@ -196,7 +197,7 @@ class Measurements:
             row["st_max_mv"] = float(s.max()) if s.size else None
             row["st_min_mv"] = float(s.min()) if s.size else None
             row["median_qrs_ms"] = _finite(self.qrs_ms[k])
-            prwp = self.poor_r_progression()[k]
+            prwp = prwp_all[k]
             row["poor_r_progression"] = bool(prwp) if np.isfinite(prwp) else None
             row["mi_criteria"] = describe(crit, k, bool(prwp == 1))
             out.append(row)
@@ -288,14 +289,13 @@ def median_beats(x: np.ndarray, fs: float, fid: np.ndarray, counts: np.ndarray
     pre, post = round(PRE_S * fs), round(POST_S * fs)
     valid = fid >= 0
     # PR knots: the level 100-60 ms before each fiducial point, per lead
+    # (gathered, not a running sum over the record: a beat whose knot the record's start
+    # clips is never inside, nor is its slope used)
     k0, k1 = round(0.10 * fs), max(1, round(0.06 * fs))
-    cs = np.concatenate([np.zeros((n, 1, n_leads)), np.cumsum(x, axis=1, dtype=np.float64)],
-                        axis=1)
-    a = np.clip(fid - k0, 0, t_len)
-    b = np.clip(fid - k1 + 1, 0, t_len)
     rows = np.arange(n)[:, None]
-    knot = (cs[rows, b] - cs[rows, a]) / np.maximum(b - a, 1)[..., None]  # (n, B, L)
-    knot_t = (a + b - 1) / 2.0
+    k_idx = np.clip(fid[..., None] - k0 + np.arange(k0 - k1 + 1), 0, t_len - 1)
+    knot = x[rows[..., None], k_idx].mean(axis=2, dtype=np.float32)  # (n, B, L)
+    knot_t = (fid - (k0 + k1) / 2.0).astype(np.float32)
     nxt_ok = valid[:, 1:] & valid[:, :-1]
     slope = np.zeros_like(knot)
     dt = np.where(nxt_ok, knot_t[:, 1:] - knot_t[:, :-1], 1.0)
@@ -309,8 +309,7 @@ def median_beats(x: np.ndarray, fs: float, fid: np.ndarray, counts: np.ndarray
     idx = np.clip(fid[..., None] + np.arange(-pre, post + 1), 0, t_len - 1)  # (n, B, W)
     beats = x[rows[..., None], idx]  # (n, B, W, L)
     rel_t = (idx - knot_t[..., None]).astype(np.float32)
-    beats = beats - (knot[:, :, None, :] + slope[:, :, None, :] * rel_t[..., None])
-    beats = beats.astype(np.float32)
+    beats -= knot[:, :, None, :] + slope[:, :, None, :] * rel_t[..., None]
     beats[~inside] = np.nan
     med = _nanmedian_beats(beats, inside)
     # drop beats unlike the first median over the QRS (+-100 ms), then take the median again
@@ -325,8 +324,12 @@ def median_beats(x: np.ndarray, fs: float, fid: np.ndarray, counts: np.ndarray
     keep = inside & (corr >= MIN_BEAT_CORRELATION)
     enough = keep.sum(axis=1) >= MIN_BEATS
     keep = np.where(enough[:, None], keep, inside)
-    beats[~keep] = np.nan
-    med = _nanmedian_beats(beats, keep)
+    # the median again, only for the records that lost a beat
+    redo = np.flatnonzero((keep != inside).any(axis=1))
+    if redo.size:
+        again = beats[redo]
+        again[~keep[redo]] = np.nan
+        med[redo] = _nanmedian_beats(again, keep[redo])
     rr = np.diff(np.where(valid, fid, np.nan).astype(np.float64), axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a record with one beat: no RR

@@ -164,3 +164,50 @@ def test_ensemble_export_refused(criteria_run, tmp_path):
 
     with pytest.raises(ExportError, match="without --ensemble"):
         export_onnx(criteria_run[0], tmp_path / "e.onnx", ensemble=True)
+
+
+def test_confidence_zero_treats_the_targets_as_estimates(criteria_run, data_100, tmp_path):
+    """``--confidence 0``: the bands meet the targets as out-of-fold estimates, which the
+    sample can show where it cannot prove them; fewer records are borderline than with 95 %
+    bounds, and the bounds are still reported at 95 %."""
+    from train.cli import cli as train_cli
+
+    out = tmp_path / "estimates"
+    folds = [arg for key, value in SAMPLE_FOLDS.items()
+             for arg in (f"--{key.replace('_', '-')}", ",".join(map(str, value)))]
+    result = CliRunner().invoke(train_cli, ["fit", "--data", str(data_100), "--out", str(out),
+                                            "--min-sensitivity", "0.90", "--confidence", "0",
+                                            *folds, "-q"])
+    assert result.exit_code == 0, result.output
+    bands = json.loads((out / "run.json").read_text())["bands"]
+    achieved = bands["achieved"]
+    assert bands["confidence"] == 0 and achieved["confidence"] == 0.95
+    assert achieved["low"]["estimate"] >= 0.90 and achieved["high"]["estimate"] >= 0.95
+    oof = pq.read_table(out / "predictions.parquet").to_pandas().query("split == 'out_of_fold'")
+    default = pq.read_table(criteria_run[0] / "predictions.parquet").to_pandas()
+    default = default.query("split == 'out_of_fold'")
+    default_bands = criteria_run[1]["bands"]
+
+    def borderline(p, b):
+        return float(((p >= b["low"]) & (p < b["high"])).mean())
+
+    assert (borderline(oof.mi_probability, bands)
+            < borderline(default.mi_probability, default_bands))
+    from train.export import export_onnx
+
+    export_onnx(out, tmp_path / "estimates.onnx")
+    card = (tmp_path / "estimates_card.md").read_text()
+    assert "plain estimate on the out-of-fold records" in card
+    assert "lower confidence bound." not in card.split("## Data")[0].split("Targets:")[1]
+
+
+@pytest.mark.parametrize("level", ["0.3", "1"])
+def test_confidence_between_zero_and_a_half_is_a_usage_error(data_100, tmp_path, level):
+    from schemas import ExitCode
+    from train.cli import cli as train_cli
+
+    result = CliRunner().invoke(train_cli, ["fit", "--data", str(data_100), "--out",
+                                            str(tmp_path / "r"), "--confidence", level])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "--confidence" in result.output
+    assert not (tmp_path / "r").exists()

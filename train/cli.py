@@ -108,10 +108,13 @@ def cli() -> None:
 @click.option("--cross-fit/--no-cross-fit", default=True, show_default=True,
               help="Choose bands and calibration on out-of-fold predictions of one model per "
                    "non-test fold (slower, trustworthy), or on the validation folds alone.")
-@click.option("--confidence", type=click.FloatRange(0.5, 0.999), default=0.95,
+@click.option("--confidence", type=click.FloatRange(0, 0.999), default=0.95,
               show_default=True,
               help="The band targets must hold as one-sided lower confidence bounds at this "
-                   "level (exact binomial).")
+                   "level (exact binomial; 0.5-0.999), or 0: as plain estimates on the "
+                   "out-of-fold records (a trade-off the data can show when it cannot prove "
+                   "the targets, e.g. --min-sensitivity 0.90 --confidence 0; the bounds are "
+                   "still reported at 95 %).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
 def fit(data, out, task, arch, window_seconds, stride_seconds, aggregation, mix_rate_data,
@@ -135,6 +138,9 @@ def fit(data, out, task, arch, window_seconds, stride_seconds, aggregation, mix_
     """
     setup_logging(verbose, quiet)
     wanted = BEAT_ARCHITECTURES if task == "beats" else ARCHITECTURES
+    if 0 < confidence < 0.5:
+        fail(f"--confidence {confidence} is neither 0 (estimates) nor a level of 0.5-0.999",
+             ExitCode.USAGE)
     arch = arch or ("beatcnn" if task == "beats" else "criteria")
     if arch not in wanted:
         fail(f"--arch {arch} is not a {task} architecture; choose one of {sorted(wanted)}",
@@ -214,8 +220,9 @@ def export(run_dir, out, opset, tolerance, ensemble, overwrite, verbose, quiet):
         result = export_onnx(run_dir, out, opset=opset, tolerance=tolerance, overwrite=overwrite,
                              ensemble=ensemble)
     click.echo(
-        f"exported {out} ({result['bytes'] / 1e6:.2f} MB, opset {opset}); max |onnx - keras| "
-        f"= {result['max_abs_diff']:.2e} on {result['n_checked']} test records"
+        f"exported {out} ({result['bytes'] / 1e6:.2f} MB, opset {opset}); max |onnx - "
+        f"{result['reference']}| = {result['max_abs_diff']:.2e} on {result['n_checked']} test "
+        "records"
     )
 
 

@@ -416,18 +416,21 @@ def write_report(out_dir: Path, run: dict[str, Any], metrics: dict[str, Any],
                  plots: dict[str, str]) -> Path:
     """A short Markdown report linking the plots."""
     t = metrics["test"]
+    trees = run["arch"] == "criteria"
     lines = [
         f"# MI detector: {run['arch']} at {run['fs']} Hz",
         "",
-        f"Trained on folds {run['folds']['train']} (early stopping on folds "
-        f"{run['folds']['val']}); bands and calibration chosen on {run['bands']['chosen_on']}; "
+        f"Trained on folds {run['folds']['train']} ("
+        + (f"folds {run['folds']['val']} only scored: the trees' rounds are fixed"
+           if trees else f"early stopping on folds {run['folds']['val']}")
+        + f"); bands and calibration chosen on {run['bands']['chosen_on']}; "
         f"evaluated on folds {run['folds']['test']} ({t['n']} records, {t['n_mi']} MI).",
         "",
         f"- ROC AUC **{_fmt(t['roc_auc'])}** (95% bootstrap CI {_fmt(t['roc_auc_ci95'][0])}-"
         f"{_fmt(t['roc_auc_ci95'][1])}); PR AUC {_fmt(t['pr_auc'])} "
         f"(prevalence {_fmt(t['prevalence'])})",
-        f"- Validation ROC AUC {_fmt(metrics['validation']['roc_auc'])}; best epoch "
-        f"{run.get('best_epoch')} of {run.get('epochs_run')}",
+        f"- Validation ROC AUC {_fmt(metrics['validation']['roc_auc'])}"
+        + ("" if trees else f"; best epoch {run.get('best_epoch')} of {run.get('epochs_run')}"),
         "",
         f"## Threshold bands (chosen on {run['bands']['chosen_on']})",
         "",

@@ -193,7 +193,8 @@ def _finish(proto, model, contract: ModelContract, run: dict[str, Any], doc: str
     atomic_write_bytes(card_path, card(sha256_file(out), diff, len(x)).encode(),
                        overwrite=overwrite)
     _LOGGER.info("wrote %s and %s", out, card_path)
-    return {"max_abs_diff": diff, "n_checked": len(x), "bytes": len(data), "card": card_path}
+    return {"max_abs_diff": diff, "n_checked": len(x), "bytes": len(data), "card": card_path,
+            "reference": "scikit-learn" if contract.features else "keras"}
 
 
 def _export_beats(run_dir: Path, run: dict[str, Any], metrics: dict[str, Any], out: Path,
@@ -313,6 +314,12 @@ def _append_calibration(proto, calibrator: Calibrator) -> None:
 _AGGREGATION_WORDS = {"logit_mean": "mean log-odds", "max": "maximum", "mean": "mean"}
 
 
+def _confidence_words(confidence: float) -> str:
+    return (f"{confidence:.0%} lower confidence bound" if confidence else
+            "plain estimate on the out-of-fold records (`--confidence 0`; the bounds below "
+            "are 95 %)")
+
+
 def _card_bounds(bounds: dict[str, Any]) -> str:
     """What the bands achieve, with bounds, and the plain-words statements, for the card."""
     lines = []
@@ -354,12 +361,12 @@ def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, 
                   "resampling): per lead Q duration and depth, R, S, ST at J and J+60 ms, T "
                   "(against the PR baseline of the median beat); QRS duration and heart rate; "
                   "leads meeting each criterion per lead group; poor R progression. NaN where "
-                  "not measurable (the trees have a branch for it).\n"
-                  "- Windows: the measurements are taken on "
-                  f"{contract.input_samples / contract.fs:g} s of the record (longer records: "
-                  "every such window, aggregated as below).")
-        model_text = (f"Gradient-boosted trees (scikit-learn HistGradientBoostingClassifier, "
-                      f"{run['config'].get('seed', 0)} as seed); most used measurements: "
+                  "not measurable (the trees have a branch for it). Each window below is "
+                  "measured on its own.")
+        model_text = (f"The mean log-odds of {run['config'].get('bags') or 10} gradient-boosted "
+                      "tree models (scikit-learn HistGradientBoostingClassifier, settings fixed "
+                      "in train.criteria.TREE_SETTINGS) fitted on bootstrap samples, seed "
+                      f"{run['config'].get('seed', 0)}; most used measurements: "
                       + ", ".join(f"`{n}` ({k} splits)" for n, k in importances or []) + ".")
         checked = (f"ONNX vs scikit-learn: max |difference| {max_diff:.2e} on {n_checked} test "
                    "records.")
@@ -397,7 +404,7 @@ treatment decisions.**
   {contract.band_low:.4f}; MI at or above {contract.band_high:.4f}; borderline (needs review)
   between. Targets: sensitivity >= {run['bands']['min_sensitivity']} at the low threshold,
   specificity >= {run['bands']['min_specificity']} at the high one, each as a
-  {run['bands'].get('confidence', 0.95):.0%} lower confidence bound.
+  {_confidence_words(run['bands'].get('confidence', 0.95))}.
 {_card_bounds(contract.band_bounds)}
 
 ## Data

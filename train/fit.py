@@ -74,7 +74,7 @@ class FitConfig:
     bands: tuple[float, float] | None = None  # override the validation-chosen bands
     min_quality: str = "poor"  # leave out records the quality gate calls worse (unusable)
     cross_fit: bool = True  # choose bands and calibration on out-of-fold predictions
-    confidence: float = 0.95  # band targets must hold at this one-sided confidence
+    confidence: float = 0.95  # band targets must hold at this one-sided confidence (0: estimates)
     window_seconds: float | None = None  # crop/window length; 0: whole records
     stride_seconds: float | None = None  # between scoring windows; None: half a window
     aggregation: str | None = None  # window probabilities -> record (signals.windows)
@@ -294,10 +294,11 @@ def fit(
         if config.bands is not None:
             bands = Bands(*config.bands)
         else:
+            # confidence 0: the targets as plain estimates (bounds still reported at 95 %)
             bands = choose_bands(oof_y, oof_cal, config.min_sensitivity, config.min_specificity,
-                                 confidence=config.confidence)
+                                 confidence=config.confidence or None)
         chosen = band_report(oof_y, oof_cal, bands, config.min_sensitivity,
-                             config.min_specificity, config.confidence)
+                             config.min_specificity, config.confidence or 0.95)
         for side in ("low", "high"):
             if "statement" in chosen[side]:
                 _LOGGER.warning(chosen[side]["statement"])
@@ -327,7 +328,7 @@ def fit(
                                    "test_brier": brier(ty, calibrator(ens))}
         metrics["bands_out_of_fold"] = chosen
         metrics["bands_test"] = band_report(ty, scores["test"], bands, config.min_sensitivity,
-                                            config.min_specificity, config.confidence)
+                                            config.min_specificity, config.confidence or 0.95)
         ext = model_extension(config.arch)
         model.save(tmp / f"model{ext}")
         if config.cross_fit:
