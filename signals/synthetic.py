@@ -68,7 +68,8 @@ def clip_affected(x: np.ndarray, limit: float = 1.0, share: float = 0.02) -> np.
 
 def ecg_with_waves(fs: float, seconds: float = 10.0, hr_bpm: float = 70.0,
                    q_mv=0.0, r_mv=1.0, s_mv=0.3, st_mv=0.0, t_mv=0.3, offset_mv=0.0,
-                   wander_mv: float = 0.0, noise_mv: float = 0.0, seed: int = 0) -> np.ndarray:
+                   wander_mv: float = 0.0, noise_mv: float = 0.0, seed: int = 0,
+                   pr_mv: float = 0.0) -> np.ndarray:
     """A 12-lead record ``(samples, 12)`` of identical beats with known waves, per lead
     (each parameter a number or 12 numbers in :data:`schemas.LEADS` order):
 
@@ -80,6 +81,12 @@ def ecg_with_waves(fs: float, seconds: float = 10.0, hr_bpm: float = 70.0,
     at ``t_mv`` at +260 ms and returns to 0; a P wave of 0.1 mV peaks 160 ms before R.  All
     amplitudes are against the PR baseline, which sits at ``offset_mv`` plus a 0.25 Hz wander
     of ``wander_mv`` peak-to-peak, plus white noise of ``noise_mv``.
+
+    ``pr_mv`` moves the PR segment alone (as atrial repolarisation or pericarditis can): it
+    rises gently from the P peak (-160 ms) to ``pr_mv`` at -110 ms, stays there to QRS onset
+    and returns to the old level over the QRS upstroke (-50 to 0 ms).  The other waves keep
+    their levels, so read against the PR baseline the ST level becomes ``st_mv - pr_mv``,
+    while a reading against the TP segment (or 0 mV) would still say ``st_mv``.
     """
     def per_lead(v):
         return np.broadcast_to(np.asarray(v, dtype=np.float64), (len(LEADS),))
@@ -105,6 +112,8 @@ def ecg_with_waves(fs: float, seconds: float = 10.0, hr_bpm: float = 70.0,
             bump = 0.5 - 0.5 * np.cos(2 * np.pi * phase)
             level = np.where(phase < 0.5, st[i] + (t[i] - st[i]) * bump, t[i] * bump)
             x[tw, i] += level
+            if pr_mv:
+                x[:, i] += pr_mv * np.interp(u, [-160, -110, -50, 0], [0, 1, 1, 0])
             pw = np.abs(u + 160) < 40
             x[pw, i] += 0.1 * (0.5 + 0.5 * np.cos(np.pi * (u[pw] + 160) / 40))
     x += offset_mv + 0.5 * wander_mv * np.sin(2 * np.pi * 0.25 * tt)[:, None]

@@ -97,6 +97,17 @@ def test_reference_is_the_pr_baseline(fs):
         np.testing.assert_allclose(moved.lead[name], base.lead[name], atol=0.03, err_msg=name)
 
 
+def test_st_is_read_against_the_pr_segment_not_the_tp_segment(fs):
+    """A PR segment 0.1 mV above the TP segment: ST and J are read against the PR level (the
+    Universal Definition's reference), so a 0.25 mV elevation over TP reads as 0.15 mV; a
+    reading against TP, 0 mV or the beat's mean would not."""
+    st = per_lead(0.0, V2=0.25, V3=0.25)
+    for pr in (0.1, -0.1):
+        m = measure_one(ecg_with_waves(fs, st_mv=st, pr_mv=pr, offset_mv=0.5), fs)
+        for name in ("st60_mv", "st_j_mv"):
+            np.testing.assert_allclose(m.lead[name][0], st - pr, atol=0.03, err_msg=name)
+
+
 def test_qs_complex_and_poor_r_progression(fs):
     """No R in V1-V3 (QS complexes): Q for the whole QRS, and poor R progression."""
     r = per_lead(1.0, V1=0.0, V2=0.0, V3=0.0)
