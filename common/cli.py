@@ -27,6 +27,10 @@ def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    # the console keeps this level even where a logger is lowered for a file of its own
+    # (train.log takes the train loggers at INFO under -q)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
     # object-storage and cluster clients narrate every connection at INFO
     for noisy in ("aiobotocore", "botocore", "s3fs", "fsspec", "distributed"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

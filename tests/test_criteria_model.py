@@ -179,6 +179,10 @@ def test_confidence_zero_treats_the_targets_as_estimates(criteria_run, data_100,
                                             "--min-sensitivity", "0.90", "--confidence", "0",
                                             *folds, "-q"])
     assert result.exit_code == 0, result.output
+    summary = result.output.strip().splitlines()[-1]
+    assert "INFO" not in result.output  # -q: warnings only, though train.log takes INFO
+    assert "INFO" in (out / "train.log").read_text()
+    assert summary.startswith("criteria: test ROC AUC") and "epochs" not in summary
     bands = json.loads((out / "run.json").read_text())["bands"]
     achieved = bands["achieved"]
     assert bands["confidence"] == 0 and achieved["confidence"] == 0.95

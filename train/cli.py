@@ -166,8 +166,9 @@ def fit(data, out, task, arch, window_seconds, stride_seconds, aggregation, mix_
     click.echo(
         f"{arch}: test ROC AUC {metrics['roc_auc']:.3f} "
         f"(95% CI {metrics['roc_auc_ci95'][0]:.3f}-{metrics['roc_auc_ci95'][1]:.3f}), "
-        f"bands {run['bands']['low']:.4f}/{run['bands']['high']:.4f}, "
-        f"{run['epochs_run']} epochs -> {out}/report.md"
+        f"bands {run['bands']['low']:.4f}/{run['bands']['high']:.4f}"
+        + ("" if arch == "criteria" else f", {run['epochs_run']} epochs")
+        + f" -> {out}/report.md"
     )
 
 
