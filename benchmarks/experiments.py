@@ -152,6 +152,21 @@ HEADER = ("| variant | change | out-of-fold ROC AUC (95% CI) | Brier raw -> cali
           "(95% lower bound) | borderline | CV wall |\n|---|---|---|---|---|---|---|---|---|")
 
 
+TRADE_HEADER = ("| variant | borderline at the 95 % bounds | 0.95 / 0.95 as estimates: borderline "
+                "(MI in normal, non-MI in MI) | 0.90 / 0.95 as estimates: borderline (MI in "
+                "normal, non-MI in MI) |\n|---|---|---|---|")
+
+
+def trade_row(r: dict) -> str:
+    """The bands' trade-offs of one result: borderline share at the default 95 % bounds and
+    with the targets as plain estimates (``train fit --confidence 0``)."""
+    def cell(t: dict) -> str:
+        return f"**{t['borderline']:.0%}** ({t['mi_in_normal']:.1%}, {t['non_mi_in_mi']:.1%})"
+
+    return (f"| `{r['variant']}` (seed {r['seed']}) | {r['at_targets']['borderline']:.0%} | "
+            f"{cell(r['point_95_95'])} | {cell(r['point_90_95'])} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/benchwork"))
@@ -166,6 +181,10 @@ def main() -> None:
         for r in json.loads(args.json.read_text()).values():
             print(row(r).replace(f"| `{r['variant']}` |", f"| `{r['variant']}` (seed "
                                                            f"{r['seed']}) |", 1))
+        traded = [r for r in json.loads(args.json.read_text()).values() if "point_90_95" in r]
+        if traded:
+            print("\n" + TRADE_HEADER)
+            print("\n".join(trade_row(r) for r in traded))
         return
     from ingest import convert_ptbxl
 

@@ -1830,7 +1830,8 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
     windows = x[:64]
     net.predict(windows)
     net_ms = min(_timed(lambda: net.predict(windows)) for _ in range(5)) / len(windows) * 1e3
-    consistency = _rate_consistency(crit)[0]
+    consistency, by_rate = _rate_consistency(crit)
+    shipped = np.array([by_rate[100][i]["mi_probability"] for i in consistency["ids"]])
     run_dir = _find_run(model, "criteria")
     pred = pq.read_table(run_dir / "predictions.parquet").to_pylist()
     oof = [r for r in pred if r["split"] == "out_of_fold"]
@@ -1845,6 +1846,13 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
         "sensitivity 0.90 / specificity 0.90 as estimates": (0.90, 0.90, None),
     }
     offs = {name: band_trade_off(y, q, *t) for name, t in targets.items()}
+    for o in offs.values():
+        # the same thresholds on the scorer's output for the shipped records: training does
+        # not depend on the targets, so this is what `train fit --confidence 0 ...` would ship
+        lo, hi = o["bands"]
+        o["shipped"] = {"normal": int((shipped < lo).sum()),
+                        "borderline": int(((shipped >= lo) & (shipped < hi)).sum()),
+                        "MI": int((shipped >= hi).sum())}
     results["criteria"] = {"records_per_s": rates, "walls": walls,
                            "measure_ms_per_record": per_record,
                            "network_ms_per_record_in_process": net_ms,
@@ -1890,16 +1898,23 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
         f"{' / '.join(f'{k} {v}' for k, v in c['bands_100hz'].items())}.",
         "",
         f"What the bands decide, on the {len(y)} out-of-fold records ({int(y.sum())} MI) of run "
-        f"`{run_dir.name}` (calibrated probabilities, thresholds chosen on them):",
+        f"`{run_dir.name}` (calibrated probabilities, thresholds chosen on them), and the same "
+        f"thresholds on the scorer's output for the {len(shipped)} shipped records at 100 Hz. "
+        "Training does not depend on the targets, so the last column is what `train fit "
+        "--min-sensitivity S --min-specificity P --confidence 0` would ship; it includes the "
+        "records the final model trained on, so the out-of-fold columns are the fair ones.",
         "",
         "| targets | low / high | normal | borderline | MI | MI records in normal | non-MI "
         "in MI | sensitivity at low (95 % lower bound) | specificity at high (95 % lower "
-        "bound) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"bound) | the {len(shipped)} shipped: normal / borderline / MI |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *[f"| {name} | {o['bands'][0]:.3f} / {o['bands'][1]:.3f} | {o['normal']:.0%} | "
           f"**{o['borderline']:.0%}** | {o['mi']:.0%} | {o['mi_in_normal']:.1%} | "
           f"{o['non_mi_in_mi']:.1%} | {o['sensitivity']:.3f} (>= {o['sensitivity_lb']:.3f}) | "
-          f"{o['specificity']:.3f} (>= {o['specificity_lb']:.3f}) |" for name, o in offs.items()],
+          f"{o['specificity']:.3f} (>= {o['specificity_lb']:.3f}) | "
+          f"{o['shipped']['normal']} / **{o['shipped']['borderline']}** "
+          f"({o['shipped']['borderline'] / len(shipped):.0%}) / {o['shipped']['MI']} |"
+          for name, o in offs.items()],
         "",
     ]
 

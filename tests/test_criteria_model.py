@@ -57,6 +57,7 @@ def test_one_graph_with_the_contract(criteria_run):
     assert run["features"]["fs"] == 100
     card = (onnx_path.parent / "criteria_card.md").read_text()
     assert "ONNX vs scikit-learn" in card and "most used measurements" in card
+    assert "step functions" in card.split("## Limitations")[1]  # the rate caveat
 
 
 def test_scorer_reproduces_training(criteria_run, tmp_path):

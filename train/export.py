@@ -370,6 +370,14 @@ def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, 
                       + ", ".join(f"`{n}` ({k} splits)" for n, k in importances or []) + ".")
         checked = (f"ONNX vs scikit-learn: max |difference| {max_diff:.2e} on {n_checked} test "
                    "records.")
+        limits = (f"\n- The measurements are taken at {contract.fs} Hz (one sample every "
+                  f"{1000 / contract.fs:g} ms), and trees are step functions of them: a "
+                  "measurement at a split (an R wave near 0.05 mV, a Q duration a sample "
+                  "from a threshold) moves the score by a whole step, so the same ECG scored "
+                  "from a file at another rate can cross a band threshold (on the shipped "
+                  "sample: `benchmarks/RESULTS.md`, \"The criteria model\").\n- Lead "
+                  "reversals, paced rhythms, bundle branch blocks and left ventricular "
+                  "hypertrophy mimic or mask infarct patterns in the measurements.")
     else:
         inputs = (f"- `{contract.input_name}`: float32 `[batch, {contract.input_samples}, "
                   f"{len(contract.leads)}]`,\n  millivolts, {contract.fs} Hz, leads "
@@ -378,6 +386,7 @@ def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, 
         model_text = (f"Architecture `{contract.architecture}`; {run['epochs_run']} epochs run, "
                       f"weights of epoch\n{run['best_epoch']} kept; seed {run['config']['seed']}.")
         checked = f"ONNX vs Keras: max |difference| {max_diff:.2e} on {n_checked} test records."
+        limits = ""
 
     low, high = t["thresholds"]["low"], t["thresholds"]["high"]
     ci = t["roc_auc_ci95"]
@@ -434,5 +443,5 @@ sha256 `{contract.data_manifest_sha256}`.
   pipeline, not clinical performance. Train on the full corpus for a usable model.
 - Labels are cardiologists' SCP statements, not angiography or troponin; MI codes include old
   infarcts, so "MI" here means ECG evidence of infarction, current or past.
-- Records must be 12-lead, in mV; other rates are resampled by the scorer.
+- Records must be 12-lead, in mV; other rates are resampled by the scorer.{limits}
 """
