@@ -116,7 +116,7 @@ def _feature_names() -> tuple[str, ...]:
     return tuple(names)
 
 
-#: The columns of :func:`mi_features`, in order (the model's second input).
+#: The columns of :func:`mi_features`, in order (the criteria model's input).
 FEATURE_NAMES: tuple[str, ...] = _feature_names()
 
 

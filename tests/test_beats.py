@@ -306,3 +306,12 @@ def test_data_readme_cites_the_sources():
     for needle in ("UCR Time Series", "Dau", "BIDMC", "chf07", "Goldberger", "one patient"):
         assert needle in text
     assert Path(ECG5000).stat().st_size > 1_000_000
+
+
+def test_beat_export_refuses_an_ensemble(beat_runs, tmp_path):
+    from train.export import ExportError, export_onnx
+
+    run_dir = next(iter(beat_runs.values()))[0]
+    with pytest.raises(ExportError, match="no fold models to average.*without --ensemble"):
+        export_onnx(run_dir, tmp_path / "e.onnx", ensemble=True)
+    assert not (tmp_path / "e.onnx").exists()

@@ -65,21 +65,19 @@ def export_onnx(
     prepare_output(card_path, overwrite)  # the card is an output too: never replaced silently
     run = _load_run(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    if run.get("arch") == "criteria":
+    # the runs that export as one model, with why they have no --ensemble
+    single = {"criteria": (_export_criteria, "the criteria trees export as one model (the "
+                           "fold models are kept for reference only)"),
+              "beats": (_export_beats, "a beat run has no fold models to average")}
+    kind = "criteria" if run.get("arch") == "criteria" else run.get("task")
+    if kind in single:
+        export_one, why = single[kind]
         if ensemble:
-            raise ExportError(f"{run_dir}: the criteria trees export as one model; the fold "
-                              "models are kept for reference only; export without --ensemble")
-        return _export_criteria(run_dir, run, metrics, out, card_path, opset, tolerance,
-                                overwrite)
+            raise ExportError(f"{run_dir}: {why}; export it without --ensemble")
+        return export_one(run_dir, run, metrics, out, card_path, opset, tolerance, overwrite)
     import keras
     import tensorflow as tf
 
-    if run.get("task") == "beats":
-        if ensemble:
-            raise ExportError(f"{run_dir}: a beat run has no fold models to average; export "
-                              "it without --ensemble")
-        return _export_beats(run_dir, run, metrics, out, card_path, opset, tolerance,
-                             overwrite)
     n_samples = int(run["input_samples"])
     if ensemble:
         paths = sorted((run_dir / "fold_models").glob("fold_*.keras"))
