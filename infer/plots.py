@@ -420,7 +420,7 @@ def page_png(signal: np.ndarray, fs: float, leads: tuple[str, ...],
     ink = _text_ink(8, 5, title, 14)
     second = [t for t in (criteria_text(row), row.get("quality_issues")) if t]
     if second:
-        ink += _text_ink(8, 24, "   ".join(second)[:190], 13)
+        ink += _text_ink(8, 24, _fit_line("   ".join(second), 190), 13)
     layout = _traces(float(fs), n, tuple(leads), signal.shape[1])
     for lead, x, y in layout["labels"]:
         label = _LABEL.get(lead, lead)
@@ -432,6 +432,15 @@ def page_png(signal: np.ndarray, fs: float, leads: tuple[str, ...],
     if layout["take"] is not None:
         _draw_traces(pixels, _trace_rows(signal, n, layout), layout)
     return png_bytes(pixels, raw)
+
+
+def _fit_line(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, with " ..." when cut
+    (a word is never cut in two: "depression" must not print as "depressio")."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit - 3)
+    return (text[:cut] if cut > 0 else text[: limit - 4]).rstrip(" ;,") + " ..."
 
 
 def criteria_text(row: dict[str, Any]) -> str:

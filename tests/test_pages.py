@@ -137,3 +137,19 @@ def test_samples_that_are_not_numbers_are_drawn_on_the_baseline(tmp_path):
     assert (page[base_row, cols] == plots._INK_INDEX).all()
     assert (page[plots.HEADER_PX:] != clean[plots.HEADER_PX:]).any()
     assert not (page[: plots.HEADER_PX] != clean[: plots.HEADER_PX]).any()
+
+
+def test_the_criteria_line_is_cut_between_words():
+    """A long criteria and quality line is cut at a word boundary, never inside a word."""
+    from infer.plots import _fit_line
+
+    text = ("pathological Q inferior (II,III,AVF); ST elevation anterior (V1,V2,V3,V4); ST "
+            "depression lateral (I,AVL,V5,V6); T inversion lateral (I,AVL,V5,V6); poor R "
+            "progression   ST -0.21 to +0.34 mV   QRS 96 ms   baseline wander in V1")
+    for limit in (40, 100, 150, len(text) - 1):
+        line = _fit_line(text, limit)
+        assert len(line) <= limit and line.endswith(" ...")
+        words = {w.rstrip(";,") for w in text.split()}
+        assert {w.rstrip(";,") for w in line[:-4].split()} <= words, line
+    assert _fit_line(text, len(text)) == text
+    assert _fit_line("x" * 50, 20) == "x" * 16 + " ..."
