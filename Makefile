@@ -76,7 +76,7 @@ score: $(MODEL) | setup
 demo: score
 	@echo "Report: $(RUN)/report.md   Model card: $(OUT)/model_card.md   Results: $(RESULTS), $(basename $(RESULTS)).html"
 
-# the network model make bench compares the default with (and exports, quantises)
+# the network model `make bench` compares the default criteria model with
 NET_ARCH := cnnlstm
 NET_RUN := $(OUT)/run-$(DATASET)-$(NET_ARCH)-$(RATE)
 NET_MODEL := $(OUT)/model-$(NET_ARCH).onnx
