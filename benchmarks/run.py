@@ -1799,7 +1799,7 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
     from common.records import read_record
     from infer import Model
     from signals.criteria import measure
-    from train.evaluate import band_trade_off
+    from train.evaluate import Bands, band_trade_off
 
     crit, net = Model(model), Model(network)
     if not crit.contract.features:
@@ -1849,10 +1849,8 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
     for o in offs.values():
         # the same thresholds on the scorer's output for the shipped records: training does
         # not depend on the targets, so this is what `train fit --confidence 0 ...` would ship
-        lo, hi = o["bands"]
-        o["shipped"] = {"normal": int((shipped < lo).sum()),
-                        "borderline": int(((shipped >= lo) & (shipped < hi)).sum()),
-                        "MI": int((shipped >= hi).sum())}
+        got = Bands(*o["bands"]).assign(shipped)
+        o["shipped"] = {b.value: int((got == b.value).sum()) for b in Bands(0, 1).names}
     results["criteria"] = {"records_per_s": rates, "walls": walls,
                            "measure_ms_per_record": per_record,
                            "network_ms_per_record_in_process": net_ms,

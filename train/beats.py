@@ -229,9 +229,9 @@ def fit_beats(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         oof_cal = calibrator(oof)
         bands = dataclasses.replace(
             choose_bands(y, oof_cal, config.min_sensitivity, config.min_specificity,
-                         confidence=config.confidence or None), positive=Band.ABNORMAL)
+                         confidence=config.confidence), positive=Band.ABNORMAL)
         chosen = band_report(y, oof_cal, bands, config.min_sensitivity, config.min_specificity,
-                             config.confidence or 0.95)
+                             config.confidence)
         metrics["out_of_fold"] = evaluate(y, oof_cal, bands, seed=config.seed)
         metrics["calibration"] = calibration
         metrics["bands_out_of_fold"] = chosen

@@ -137,8 +137,9 @@ def choose_bands(
 
     Without ``confidence``: ``low`` is the highest threshold whose sensitivity (``p >= low``
     called positive) is at least ``min_sensitivity``; ``high`` the lowest threshold whose
-    specificity is at least ``min_specificity``.  With ``confidence`` (0.95): the same, but for
-    the exact one-sided lower confidence bound of sensitivity and specificity
+    specificity is at least ``min_specificity`` (``confidence`` 0 means the same: the targets
+    as plain estimates, ``train fit --confidence 0``).  With ``confidence`` (0.95): the same,
+    but for the exact one-sided lower confidence bound of sensitivity and specificity
     (:func:`clopper_pearson_lower`), so the targets hold on unseen patients with that
     confidence.  When even the widest threshold cannot show a target (too few records of a
     class), that threshold is the widest one (every record of the class on its side), and
@@ -149,7 +150,7 @@ def choose_bands(
     pos, neg = np.sort(np.asarray(p)[y]), np.sort(np.asarray(p)[~y])
     if pos.size == 0 or neg.size == 0:
         raise ValueError("choosing bands needs records of both classes")
-    if confidence is None:
+    if not confidence:
         # at most floor((1 - s) * n_pos) positives may fall below `low`
         k = int(math.floor((1.0 - min_sensitivity) * pos.size + 1e-9))
         low = float(pos[k])
@@ -192,7 +193,9 @@ def band_report(y: np.ndarray, p: np.ndarray, bands: Bands, min_sensitivity: flo
                 min_specificity: float, confidence: float = 0.95) -> dict[str, Any]:
     """What the bands achieve on ``(y, p)``: sensitivity at ``low`` and specificity at ``high``
     with their exact one-sided lower confidence bounds, whether each target is supported at
-    that confidence, and a plain-words statement when it is not."""
+    that confidence, and a plain-words statement when it is not.  ``confidence`` 0 (bands
+    chosen on plain estimates) reports the bounds at 95 %."""
+    confidence = confidence or 0.95
     y = np.asarray(y).astype(bool)
     p = np.asarray(p)
     n_pos, n_neg = int(y.sum()), int((~y).sum())

@@ -150,7 +150,8 @@ def _export_criteria(run_dir: Path, run: dict[str, Any], metrics: dict[str, Any]
     return _finish(model.to_onnx(opset), model, contract, run, doc, x,
                    "the test records' measurements", out, card_path, overwrite, tolerance,
                    lambda sha, diff, n: model_card(contract, run, metrics, sha, diff, n,
-                                                   importances=model.importances(10)))
+                                                   importances=model.importances(10),
+                                                   members=len(model.estimators)))
 
 
 def _convert(model, spec, opset: int, run_dir: Path, hint: str = ""):
@@ -348,7 +349,7 @@ def _summary(metrics: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
 
 def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, Any],
                sha256: str, max_diff: float, n_checked: int,
-               importances: list[tuple[str, int]] | None = None) -> str:
+               importances: list[tuple[str, int]] | None = None, members: int = 1) -> str:
     """The model card: intended use, data, folds, metrics with intervals, bands, limitations."""
     t = metrics["test"]
     if contract.features:
@@ -361,7 +362,7 @@ def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, 
                   "leads meeting each criterion per lead group; poor R progression. NaN where "
                   "not measurable (the trees have a branch for it). Each window below is "
                   "measured on its own.")
-        model_text = (f"The mean log-odds of {run['config'].get('bags') or 10} gradient-boosted "
+        model_text = (f"The mean log-odds of {members} gradient-boosted "
                       "tree models (scikit-learn HistGradientBoostingClassifier, settings fixed "
                       "in train.criteria.TREE_SETTINGS) fitted on bootstrap samples, seed "
                       f"{run['config'].get('seed', 0)}; most used measurements: "

@@ -294,11 +294,10 @@ def fit(
         if config.bands is not None:
             bands = Bands(*config.bands)
         else:
-            # confidence 0: the targets as plain estimates (bounds still reported at 95 %)
             bands = choose_bands(oof_y, oof_cal, config.min_sensitivity, config.min_specificity,
-                                 confidence=config.confidence or None)
+                                 confidence=config.confidence)
         chosen = band_report(oof_y, oof_cal, bands, config.min_sensitivity,
-                             config.min_specificity, config.confidence or 0.95)
+                             config.min_specificity, config.confidence)
         for side in ("low", "high"):
             if "statement" in chosen[side]:
                 _LOGGER.warning(chosen[side]["statement"])
@@ -328,7 +327,7 @@ def fit(
                                    "test_brier": brier(ty, calibrator(ens))}
         metrics["bands_out_of_fold"] = chosen
         metrics["bands_test"] = band_report(ty, scores["test"], bands, config.min_sensitivity,
-                                            config.min_specificity, config.confidence or 0.95)
+                                            config.min_specificity, config.confidence)
         ext = model_extension(config.arch)
         model.save(tmp / f"model{ext}")
         if config.cross_fit:
