@@ -1,0 +1,150 @@
+"""Is the learner what makes a record's 100 Hz and 500 Hz files score apart?
+
+The criteria model misses the rate-consistency target (benchmarks/RESULTS.md, "The criteria
+model").  This experiment holds the measurements fixed (:func:`signals.criteria.mi_features`
+of each shipped record's 100 Hz file, and of its 500 Hz file brought to 100 Hz by the scorer's
+resampler) and changes only the learner, out of fold over PTB-XL folds 1-8 (each fold's
+records scored by learners fitted on the other seven):
+
+- ``trees``: the default recipe (:data:`train.criteria.TREE_SETTINGS`, the mean log-odds of
+  :data:`train.criteria.BAGS` boosted models on bootstrap samples);
+- ``trees-mixrate``: the same, each bootstrap sample taken from both files of its records;
+- ``trees-smoothed``: the same trees, scored as the mean over 32 fixed jitters of the input
+  (0.1 of each feature's spread), a smoothing that could live in the ONNX graph;
+- ``logistic``: L2 logistic regression (C 0.003) on standardised, median-imputed measurements,
+  a smooth function of them;
+- ``logistic+trees``: the mean of the two log-odds.
+
+Reported: out-of-fold ROC AUC; max, 95th percentile and count over 0.02 of |p100 - p500|;
+band changes with the two thresholds placed at out-of-fold quantiles (three placements, so
+the count does not hang on one lucky pair of thresholds).
+
+    python benchmarks/rate_learners.py --work /tmp/w/bw
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+#: (share below the low threshold, share below the high one): the default model's bands on
+#: the shipped records (104 normal, 43 MI of 353), and two more decisive placements
+PLACEMENTS = ((0.295, 0.878), (0.5, 0.85), (0.6, 0.8))
+JITTERS, JITTER_SCALE = 32, 0.1
+
+
+def features(work: Path):
+    """Per-record folds, labels, and the measurements of both files at 100 Hz."""
+    from ingest import convert_ptbxl
+    from signals.criteria import measure
+    from signals.resample import resample
+    from train.dataset import load_split
+
+    for rate in (100, 500):
+        if not (work / f"sample-{rate}").exists():
+            convert_ptbxl(REPO / "data" / "ptbxl-sample", work / f"sample-{rate}", rate=rate,
+                          n_jobs=1)
+    fold, y, fa, fb, beats = [], [], [], [], 0
+    for f in range(1, 9):
+        a, b = load_split(work / "sample-100", [f]), load_split(work / "sample-500", [f])
+        if not np.array_equal(a.ecg_id, b.ecg_id):
+            raise SystemExit(f"fold {f}: the 100 Hz and 500 Hz folders hold different records")
+        x5 = resample(b.millivolts(), b.fs, a.fs, axis=1)[:, : a.n_samples]
+        fold += [f] * len(a)
+        y.append(a.y.astype(int))
+        ma, mb = measure(a.millivolts(), a.fs), measure(x5, a.fs)
+        fa.append(ma.features())  # what mi_features returns
+        fb.append(mb.features())
+        beats += int((ma.n_beats != mb.n_beats).sum())
+    print(f"{beats} records keep a different number of beats from their two files")
+    return np.array(fold), np.concatenate(y), np.concatenate(fa), np.concatenate(fb)
+
+
+def _standardise(train: np.ndarray, f: np.ndarray) -> np.ndarray:
+    med = np.nan_to_num(np.nanmedian(train, axis=0))
+    sd = np.nanstd(train, axis=0)
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+    return np.clip((np.where(np.isnan(f), med, f) - med) / sd, -5, 5)
+
+
+def out_of_fold(fold, y, fa, fb) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Out-of-fold log-odds of each learner for the 100 Hz and the 500 Hz measurements."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from train.criteria import BAGS, TREE_SETTINGS
+
+    names = ("trees", "trees-mixrate", "trees-smoothed", "logistic")
+    z = {n: (np.zeros(len(y)), np.zeros(len(y))) for n in names}
+    jitter = np.random.default_rng(123).standard_normal((JITTERS, fa.shape[1]))
+    for f in np.unique(fold):
+        tr, te = np.flatnonzero(fold != f), fold == f
+        scale = JITTER_SCALE * np.nan_to_num(np.nanstd(fa[tr], axis=0))
+
+        def smoothed(est, x, scale=scale):
+            xs = (x[:, None, :] + jitter[None] * scale).reshape(-1, x.shape[1])
+            return est._raw_predict(xs.astype(np.float32))[:, 0].reshape(len(x), -1).mean(1)
+
+        rng = np.random.default_rng(0)
+        for b in range(BAGS):
+            idx = rng.choice(tr, len(tr))
+            for name, xtr, ytr in (("trees", fa[idx], y[idx]),
+                                   ("trees-mixrate", np.concatenate([fa[idx], fb[idx]]),
+                                    np.concatenate([y[idx], y[idx]]))):
+                est = HistGradientBoostingClassifier(**TREE_SETTINGS, early_stopping=False,
+                                                     random_state=b).fit(xtr, ytr)
+                z[name][0][te] += est._raw_predict(fa[te])[:, 0] / BAGS
+                z[name][1][te] += est._raw_predict(fb[te])[:, 0] / BAGS
+                if name == "trees":
+                    z["trees-smoothed"][0][te] += smoothed(est, fa[te]) / BAGS
+                    z["trees-smoothed"][1][te] += smoothed(est, fb[te]) / BAGS
+        lr = LogisticRegression(C=0.003, max_iter=3000).fit(_standardise(fa[tr], fa[tr]), y[tr])
+        z["logistic"][0][te] = lr.decision_function(_standardise(fa[tr], fa[te]))
+        z["logistic"][1][te] = lr.decision_function(_standardise(fa[tr], fb[te]))
+    z["logistic+trees"] = tuple((z["logistic"][i] + z["trees"][i]) / 2 for i in range(2))
+    return z
+
+
+def row(name: str, y, za, zb) -> str:
+    from sklearn.metrics import roc_auc_score
+
+    pa, pb = 1 / (1 + np.exp(-za)), 1 / (1 + np.exp(-zb))
+    d = np.abs(pa - pb)
+    changes = []
+    for lo, hi in PLACEMENTS:
+        t = np.quantile(pa, [lo, hi])
+        changes.append(int(sum(((pa > v) != (pb > v)).sum() for v in t)))
+    return (f"| `{name}` | {roc_auc_score(y, pa):.3f} | {d.max():.3f} | "
+            f"{np.percentile(d, 95):.4f} | {(d > 0.02).sum()} | "
+            f"{' / '.join(map(str, changes))} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/benchwork"),
+                    help="where the sample is ingested at 100 and 500 Hz (kept for re-runs)")
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+    fold, y, fa, fb = features(args.work)
+    from signals.criteria import FEATURE_NAMES
+
+    counts = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith("n_")]
+    flips = (fa[:, counts] != fb[:, counts]).any(axis=1)
+    print(f"{len(y)} records, {int(y.sum())} MI; {int(flips.sum())} records meet a criterion "
+          f"in a different number of leads from their 500 Hz file than from their 100 Hz one")
+    print("\n| learner | out-of-fold AUC | max \\|p100 - p500\\| | 95th pct | over 0.02 | "
+          "band changes (" + " / ".join(f"{lo:.0%}-{hi:.0%}" for lo, hi in PLACEMENTS) + ") |")
+    print("|---|---|---|---|---|---|")
+    for name, (za, zb) in out_of_fold(fold, y, fa, fb).items():
+        print(row(name, y, za, zb), flush=True)
+
+
+if __name__ == "__main__":
+    main()
