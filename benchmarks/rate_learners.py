@@ -6,9 +6,9 @@ of each shipped record's 100 Hz file, and of its 500 Hz file brought to 100 Hz b
 resampler) and changes only the learner, out of fold over PTB-XL folds 1-8 (each fold's
 records scored by learners fitted on the other seven):
 
-- ``trees``: the default recipe (:data:`train.criteria.TREE_SETTINGS`, the mean log-odds of
-  :data:`train.criteria.BAGS` boosted models on bootstrap samples);
-- ``trees-mixrate``: the same, each bootstrap sample taken from both files of its records;
+- ``trees``: the default recipe (:meth:`train.criteria.CriteriaModel.fit_features`, the
+  mean log-odds of :data:`train.criteria.BAGS` boosted models on bootstrap samples);
+- ``trees-mixrate``: the same, fitted on both files' measurements of the training records;
 - ``trees-smoothed``: the same trees, scored as the mean over 32 fixed jitters of the input
   (0.1 of each feature's spread), a smoothing that could live in the ONNX graph;
 - ``logistic``: L2 logistic regression (C 0.003) on standardised, median-imputed measurements,
@@ -76,35 +76,24 @@ def _standardise(train: np.ndarray, f: np.ndarray) -> np.ndarray:
 
 def out_of_fold(fold, y, fa, fb) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Out-of-fold log-odds of each learner for the 100 Hz and the 500 Hz measurements."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
-    from train.criteria import BAGS, TREE_SETTINGS
+    from train.criteria import CriteriaModel
 
     names = ("trees", "trees-mixrate", "trees-smoothed", "logistic")
     z = {n: (np.zeros(len(y)), np.zeros(len(y))) for n in names}
     jitter = np.random.default_rng(123).standard_normal((JITTERS, fa.shape[1]))
     for f in np.unique(fold):
         tr, te = np.flatnonzero(fold != f), fold == f
+        trees = CriteriaModel.fit_features(fa[tr], y[tr], 100)
+        mixed = CriteriaModel.fit_features(np.concatenate([fa[tr], fb[tr]]),
+                                           np.concatenate([y[tr], y[tr]]), 100)
         scale = JITTER_SCALE * np.nan_to_num(np.nanstd(fa[tr], axis=0))
-
-        def smoothed(est, x, scale=scale):
-            xs = (x[:, None, :] + jitter[None] * scale).reshape(-1, x.shape[1])
-            return est._raw_predict(xs.astype(np.float32))[:, 0].reshape(len(x), -1).mean(1)
-
-        rng = np.random.default_rng(0)
-        for b in range(BAGS):
-            idx = rng.choice(tr, len(tr))
-            for name, xtr, ytr in (("trees", fa[idx], y[idx]),
-                                   ("trees-mixrate", np.concatenate([fa[idx], fb[idx]]),
-                                    np.concatenate([y[idx], y[idx]]))):
-                est = HistGradientBoostingClassifier(**TREE_SETTINGS, early_stopping=False,
-                                                     random_state=b).fit(xtr, ytr)
-                z[name][0][te] += est._raw_predict(fa[te])[:, 0] / BAGS
-                z[name][1][te] += est._raw_predict(fb[te])[:, 0] / BAGS
-                if name == "trees":
-                    z["trees-smoothed"][0][te] += smoothed(est, fa[te]) / BAGS
-                    z["trees-smoothed"][1][te] += smoothed(est, fb[te]) / BAGS
+        for i, x in enumerate((fa[te], fb[te])):
+            z["trees"][i][te] = trees.log_odds(x)
+            z["trees-mixrate"][i][te] = mixed.log_odds(x)
+            jittered = (x[:, None, :] + jitter[None] * scale).reshape(-1, x.shape[1])
+            z["trees-smoothed"][i][te] = trees.log_odds(jittered).reshape(len(x), -1).mean(1)
         lr = LogisticRegression(C=0.003, max_iter=3000).fit(_standardise(fa[tr], fa[tr]), y[tr])
         z["logistic"][0][te] = lr.decision_function(_standardise(fa[tr], fa[te]))
         z["logistic"][1][te] = lr.decision_function(_standardise(fa[tr], fb[te]))

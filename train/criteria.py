@@ -62,9 +62,15 @@ class CriteriaModel:
 
     @classmethod
     def fit(cls, train, seed: int = 0, bags: int = BAGS) -> CriteriaModel:
+        return cls.fit_features(split_features(train), train.y, train.fs, seed, bags)
+
+    @classmethod
+    def fit_features(cls, f: np.ndarray, y: np.ndarray, fs: int, seed: int = 0,
+                     bags: int = BAGS) -> CriteriaModel:
+        """The model on feature rows ``f`` (``mi_features``) with labels ``y``."""
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        f, y = split_features(train), train.y.astype(int)
+        y = np.asarray(y).astype(int)
         rng = np.random.default_rng(seed)
         estimators = []
         for b in range(bags):
@@ -74,7 +80,7 @@ class CriteriaModel:
             est = HistGradientBoostingClassifier(**TREE_SETTINGS, early_stopping=False,
                                                  random_state=seed * 1000 + b)
             estimators.append(est.fit(f[idx], y[idx]))
-        return cls(estimators, train.fs)
+        return cls(estimators, fs)
 
     def log_odds(self, f: np.ndarray) -> np.ndarray:
         """The mean of the boosted models' log-odds, ``(n,)`` float64."""
