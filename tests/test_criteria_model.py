@@ -183,7 +183,7 @@ def test_confidence_zero_treats_the_targets_as_estimates(criteria_run, data_100,
     summary = result.output.strip().splitlines()[-1]
     assert "INFO" not in result.output  # -q: warnings only, though train.log takes INFO
     assert "INFO" in (out / "train.log").read_text()
-    assert summary.startswith("criteria: test ROC AUC") and "epochs" not in summary
+    assert summary.startswith("criteria (trees): test ROC AUC") and "epochs" not in summary
     bands = json.loads((out / "run.json").read_text())["bands"]
     achieved = bands["achieved"]
     assert bands["confidence"] == 0 and achieved["confidence"] == 0.95
@@ -216,3 +216,110 @@ def test_confidence_between_zero_and_a_half_is_a_usage_error(data_100, tmp_path,
     assert result.exit_code == ExitCode.USAGE, result.output
     assert "--confidence" in result.output
     assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def additive_run(data_100, tmp_path_factory):
+    from train.export import export_onnx
+    from train.fit import FitConfig, fit
+
+    run_dir = tmp_path_factory.mktemp("additive") / "run"
+    run = fit(data_100, run_dir, FitConfig(arch="criteria", learner="additive", **SAMPLE_FOLDS))
+    onnx_path = run_dir.parent / "additive.onnx"
+    export_onnx(run_dir, onnx_path)
+    return run_dir, run, onnx_path
+
+
+def test_additive_graph_reproduces_training(additive_run, tmp_path):
+    """The additive learner (`train fit --learner additive`): one graph of table look-ups, no
+    tree node; the scorer's probabilities equal training's; the card says what it is."""
+    run_dir, run, onnx_path = additive_run
+    ops = [n.op_type for n in onnx.load(onnx_path).graph.node]
+    assert "TreeEnsembleRegressor" not in ops and "Gather" in ops
+    assert run["config"]["learner"] == "additive"
+    pred = pq.read_table(run_dir / "predictions.parquet").to_pylist()
+    test = {str(r["ecg_id"]): r["mi_probability"] for r in pred if r["split"] == "test"}
+    out = tmp_path / "r.parquet"
+    _score(SAMPLE / "records100", onnx_path, out)
+    scored = _scores(out)
+    assert max(abs(scored[k]["mi_probability"] - p) for k, p in test.items()) < 1e-5
+    card = (onnx_path.parent / "additive_card.md").read_text()
+    assert "ONNX vs numpy" in card and "generalised additive model" in card
+    assert "step functions" not in card
+    # out of fold it separates MI from the rest on the shipped records
+    oof = [r for r in pred if r["split"] == "out_of_fold"]
+    from train.evaluate import roc_auc
+    assert roc_auc(np.array([r["mi"] for r in oof]),
+                   np.array([r["mi_probability"] for r in oof])) > 0.75
+
+
+def test_additive_model_is_smooth_and_round_trips(additive_run, data_100, tmp_path):
+    """The tables in numpy and in onnxruntime agree on the shipped records' measurements and
+    on edge cases (NaN, beyond the training range); a small change in one measurement makes a
+    proportionally small change in the log-odds (no steps); save/load keeps the model."""
+    import onnxruntime as ort
+
+    from train.criteria import AdditiveModel, CriteriaModel, load_model, split_features
+    from train.dataset import load_split
+
+    run_dir, run, _ = additive_run
+    model = load_model(run_dir / "model.pkl")
+    assert isinstance(model, AdditiveModel)
+    f = split_features(load_split(data_100, (1, 2)))
+    edge = np.vstack([f[:2], np.full((1, f.shape[1]), np.nan, np.float32),
+                      model.lo - 10 * model.step * 61, model.lo + 10 * model.step * 61])
+    sess = ort.InferenceSession(model.to_onnx().SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    for rows in (f, edge.astype(np.float32)):
+        got = sess.run(None, {"mi_features": rows})[0][:, 0]
+        assert np.max(np.abs(got - model.predict_features(rows))) < 1e-5
+    # smooth: a nudge of 1 % of a measurement's range moves the log-odds by at most 1 % of
+    # that measurement's whole reach (times the steepest slope's share), never a step
+    base = model.log_odds(f)
+    slopes = np.abs(np.diff(model.table, axis=1)).max(axis=1)
+    for i in np.flatnonzero(model.spread > 0)[:20]:
+        g = f.copy()
+        g[:, i] += 0.01 * model.step[i] * 60
+        moved = np.abs(model.log_odds(g) - base)
+        assert np.nanmax(moved) <= slopes[i] * 0.6 + 1e-6, (i, np.nanmax(moved))
+    model.save(tmp_path / "m.pkl")
+    again = load_model(tmp_path / "m.pkl")
+    assert np.array_equal(again.predict_features(f), model.predict_features(f))
+    # a run folder from before the additive learner (no "learner" key) loads as trees
+    import pickle
+    trees = CriteriaModel.fit_features(f, np.arange(len(f)) % 2, 100, bags=1)
+    state = {"fs": 100, "estimators": trees.estimators, "features": FEATURES_VERSION}
+    (tmp_path / "old.pkl").write_bytes(pickle.dumps(state))
+    assert isinstance(load_model(tmp_path / "old.pkl"), CriteriaModel)
+
+
+def test_learner_is_for_the_criteria_arch(data_100, tmp_path):
+    from train.cli import cli as train_cli
+
+    r = CliRunner().invoke(train_cli, ["fit", "--data", str(data_100), "--out",
+                                       str(tmp_path / "r"), "--arch", "cnnlstm", "--learner",
+                                       "additive"])
+    assert r.exit_code == 2 and "--learner additive is for --arch criteria" in r.output
+
+
+def test_additive_rates_agree(additive_run, tmp_path):
+    """The 500 Hz files, resampled by the scorer, against the 100 Hz files, for the additive
+    learner.  Measured on 2026-12-05: 95th percentile 0.003 (trees 0.023), 6 records over 0.02
+    (trees 19), 1 band change (trees 8), but a largest difference of 0.24: two records whose
+    measurements themselves differ (00056 keeps 13 beats at one rate and 14 at the other;
+    00333 reads V2 as QS at one and rS at the other), which the calibration (Platt, slope 5)
+    amplifies.  The issue's max-0.02 target is NOT met; this holds the rest to what was
+    measured."""
+    onnx_path = additive_run[2]
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    _score(SAMPLE / "records100", onnx_path, a)
+    _score(SAMPLE / "records500", onnx_path, b)
+    ra, rb = _scores(a), _scores(b)
+    d = np.array([abs(ra[k]["mi_probability"] - rb[k]["mi_probability"]) for k in ra])
+    changed = sum(ra[k]["band"] != rb[k]["band"] for k in ra)
+    print(f"additive 100 vs 500 Hz: p95 {np.percentile(d, 95):.4f}, max {d.max():.3f}, "
+          f"{int((d > 0.02).sum())} over 0.02, {changed} band changes")
+    assert np.percentile(d, 95) < 0.01
+    assert (d > 0.02).sum() <= 10
+    assert changed <= 2
+    assert d.max() < 0.3

@@ -61,6 +61,11 @@ def cli() -> None:
                    "notebook's model). "
                    "beats: beatcnn (default, on the raw beat) or seed003 (the tutorial's "
                    "features and LSTM).")
+@click.option("--learner", type=click.Choice(["trees", "additive"]), default="trees",
+              show_default=True,
+              help="mi, criteria: gradient-boosted trees, or an additive model (one smooth "
+                   "curve per measurement: a record scores nearly the same from its 100 Hz "
+                   "and 500 Hz files, and each curve can be read on its own).")
 @click.option("--window", "window_seconds", type=click.FloatRange(0), default=None,
               help="mi: train on random crops of this many seconds and score records by "
                    "sliding windows of it; 0 for whole records [default: the architecture's: "
@@ -117,7 +122,7 @@ def cli() -> None:
                    "still reported at 95 %).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @verbosity_options
-def fit(data, out, task, arch, window_seconds, stride_seconds, aggregation, mix_rate_data,
+def fit(data, out, task, arch, learner, window_seconds, stride_seconds, aggregation, mix_rate_data,
         denoiser, cv_folds,
         repeats, train_folds, val_folds, test_folds, epochs, batch_size, learning_rate,
         seed, min_sensitivity, min_specificity, bands, min_quality, cross_fit, confidence,
@@ -145,6 +150,8 @@ def fit(data, out, task, arch, window_seconds, stride_seconds, aggregation, mix_
     if arch not in wanted:
         fail(f"--arch {arch} is not a {task} architecture; choose one of {sorted(wanted)}",
              ExitCode.USAGE)
+    if learner != "trees" and arch != "criteria":
+        fail(f"--learner {learner} is for --arch criteria, not {arch}", ExitCode.USAGE)
     if task == "beats":
         _fit_beats(data, out, arch, denoiser, cv_folds, repeats, epochs, seed, min_sensitivity,
                    min_specificity, confidence, overwrite)
@@ -152,7 +159,7 @@ def fit(data, out, task, arch, window_seconds, stride_seconds, aggregation, mix_
     from train.fit import FitConfig
     from train.fit import fit as run_fit
 
-    config = FitConfig(arch=arch, train_folds=train_folds, val_folds=val_folds,
+    config = FitConfig(arch=arch, learner=learner, train_folds=train_folds, val_folds=val_folds,
                        test_folds=test_folds, epochs=epochs, batch_size=batch_size,
                        learning_rate=learning_rate, seed=seed, min_sensitivity=min_sensitivity,
                        min_specificity=min_specificity, bands=bands, min_quality=min_quality,
@@ -164,7 +171,8 @@ def fit(data, out, task, arch, window_seconds, stride_seconds, aggregation, mix_
         run = run_fit(data, out, config, overwrite=overwrite, verbose=0)
     metrics = json.loads((out / "metrics.json").read_text())["test"]
     click.echo(
-        f"{arch}: test ROC AUC {metrics['roc_auc']:.3f} "
+        (f"{arch} ({learner})" if arch == "criteria" else arch)
+        + f": test ROC AUC {metrics['roc_auc']:.3f} "
         f"(95% CI {metrics['roc_auc_ci95'][0]:.3f}-{metrics['roc_auc_ci95'][1]:.3f}), "
         f"bands {run['bands']['low']:.4f}/{run['bands']['high']:.4f}"
         + ("" if arch == "criteria" else f", {run['epochs_run']} epochs")

@@ -419,13 +419,14 @@ def write_report(out_dir: Path, run: dict[str, Any], metrics: dict[str, Any],
                  plots: dict[str, str]) -> Path:
     """A short Markdown report linking the plots."""
     t = metrics["test"]
-    trees = run["arch"] == "criteria"
+    criteria = run["arch"] == "criteria"
+    learner = run.get("config", {}).get("learner", "trees")
     lines = [
-        f"# MI detector: {run['arch']} at {run['fs']} Hz",
+        f"# MI detector: {run['arch']}{f' ({learner})' if criteria else ''} at {run['fs']} Hz",
         "",
         f"Trained on folds {run['folds']['train']} ("
-        + (f"folds {run['folds']['val']} only scored: the trees' rounds are fixed"
-           if trees else f"early stopping on folds {run['folds']['val']}")
+        + (f"folds {run['folds']['val']} only scored: the {learner} model's settings are fixed"
+           if criteria else f"early stopping on folds {run['folds']['val']}")
         + f"); bands and calibration chosen on {run['bands']['chosen_on']}; "
         f"evaluated on folds {run['folds']['test']} ({t['n']} records, {t['n_mi']} MI).",
         "",
@@ -433,7 +434,7 @@ def write_report(out_dir: Path, run: dict[str, Any], metrics: dict[str, Any],
         f"{_fmt(t['roc_auc_ci95'][1])}); PR AUC {_fmt(t['pr_auc'])} "
         f"(prevalence {_fmt(t['prevalence'])})",
         f"- Validation ROC AUC {_fmt(metrics['validation']['roc_auc'])}"
-        + ("" if trees else f"; best epoch {run.get('best_epoch')} of {run.get('epochs_run')}"),
+        + ("" if criteria else f"; best epoch {run.get('best_epoch')} of {run.get('epochs_run')}"),
         "",
         f"## Threshold bands (chosen on {run['bands']['chosen_on']})",
         "",

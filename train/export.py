@@ -132,14 +132,15 @@ def _export_criteria(run_dir: Path, run: dict[str, Any], metrics: dict[str, Any]
                      card_path: Path, opset: int, tolerance: float, overwrite: bool
                      ) -> dict[str, Any]:
     """The criteria trees as one graph (``mi_features`` -> calibrated probability), checked
-    against scikit-learn on the measurements of the run's test records."""
-    from train.criteria import CriteriaModel, split_features
+    against the Python model (scikit-learn's trees, or the additive model's tables in numpy)
+    on the measurements of the run's test records."""
+    from train.criteria import load_model, split_features
 
-    model = CriteriaModel.load(run_dir / "model.pkl")
+    model = load_model(run_dir / "model.pkl")
     features = run["features"]
     contract = _mi_contract(
         run, metrics, f"mi-screen-criteria-{run['fs']}hz", features["input"],
-        "criteria (gradient-boosted trees on signals.criteria measurements)",
+        model.architecture,
         package_versions("mi-screen", "scikit-learn", "onnx", "onnxruntime"), features=features)
     doc = (f"MI screening model. Input {features['input']}: float32 [batch, "
            f"{len(features['names'])}], the measurements of {features['function']} of a 12-lead "
@@ -150,8 +151,7 @@ def _export_criteria(run_dir: Path, run: dict[str, Any], metrics: dict[str, Any]
     return _finish(model.to_onnx(opset), model, contract, run, doc, x,
                    "the test records' measurements", out, card_path, overwrite, tolerance,
                    lambda sha, diff, n: model_card(contract, run, metrics, sha, diff, n,
-                                                   importances=model.importances(10),
-                                                   members=len(model.estimators)))
+                                                   model=model))
 
 
 def _convert(model, spec, opset: int, run_dir: Path, hint: str = ""):
@@ -186,14 +186,19 @@ def _finish(proto, model, contract: ModelContract, run: dict[str, Any], doc: str
     keras_p = calibrator(np.asarray(model.predict(x, batch_size=256, verbose=0)).reshape(-1))
     diff = float(np.max(np.abs(onnx_p - keras_p))) if len(x) else 0.0
     if not diff <= tolerance:
-        raise ExportError(f"{out}: onnxruntime and Keras differ by {diff:.2e} (> "
+        raise ExportError(f"{out}: onnxruntime and {_reference(model)} differ by {diff:.2e} (> "
                           f"{tolerance:.0e}) on {what}; the export is not written")
     atomic_write_bytes(out, data, overwrite)
     atomic_write_bytes(card_path, card(sha256_file(out), diff, len(x)).encode(),
                        overwrite=overwrite)
     _LOGGER.info("wrote %s and %s", out, card_path)
     return {"max_abs_diff": diff, "n_checked": len(x), "bytes": len(data), "card": card_path,
-            "reference": "scikit-learn" if contract.features else "keras"}
+            "reference": _reference(model)}
+
+
+def _reference(model) -> str:
+    """What an export is checked against: the criteria models name it, a network is Keras."""
+    return getattr(model, "reference", "Keras")
 
 
 def _export_beats(run_dir: Path, run: dict[str, Any], metrics: dict[str, Any], out: Path,
@@ -349,8 +354,9 @@ def _summary(metrics: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
 
 def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, Any],
                sha256: str, max_diff: float, n_checked: int,
-               importances: list[tuple[str, int]] | None = None, members: int = 1) -> str:
-    """The model card: intended use, data, folds, metrics with intervals, bands, limitations."""
+               model=None) -> str:
+    """The model card: intended use, data, folds, metrics with intervals, bands, limitations
+    (``model``: a criteria run's :mod:`train.criteria` model, which describes itself)."""
     t = metrics["test"]
     if contract.features:
         f = contract.features
@@ -360,21 +366,27 @@ def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, 
                   "resampling): per lead Q duration and depth, R, S, ST at J and J+60 ms, T "
                   "(against the PR baseline of the median beat); QRS duration and heart rate; "
                   "leads meeting each criterion per lead group; poor R progression. NaN where "
-                  "not measurable (the trees have a branch for it). Each window below is "
+                  "not measurable ("
+                  + ("the trees have a branch for it" if model.learner == "trees" else
+                     "the training records' median stands in")
+                  + "). Each window below is "
                   "measured on its own.")
-        model_text = (f"The mean log-odds of {members} gradient-boosted "
-                      "tree models (scikit-learn HistGradientBoostingClassifier, settings fixed "
-                      "in train.criteria.TREE_SETTINGS) fitted on bootstrap samples, seed "
-                      f"{run['config'].get('seed', 0)}; most used measurements: "
-                      + ", ".join(f"`{n}` ({k} splits)" for n, k in importances or []) + ".")
-        checked = (f"ONNX vs scikit-learn: max |difference| {max_diff:.2e} on {n_checked} test "
+        model_text = model.describe(run["config"].get("seed", 0))
+        checked = (f"ONNX vs {_reference(model)}: max |difference| {max_diff:.2e} on {n_checked} "
+                   "test "
                    "records.")
         limits = (f"\n- The measurements are taken at {contract.fs} Hz (one sample every "
-                  f"{1000 / contract.fs:g} ms), and trees are step functions of them: a "
-                  "measurement at a split (an R wave near 0.05 mV, a Q duration a sample "
-                  "from a threshold) moves the score by a whole step, so the same ECG scored "
-                  "from a file at another rate can cross a band threshold (on the shipped "
-                  "sample: `benchmarks/RESULTS.md`, \"The criteria model\").\n- Lead "
+                  f"{1000 / contract.fs:g} ms)"
+                  + (", and trees are step functions of them: a measurement at a split (an R "
+                     "wave near 0.05 mV, a Q duration a sample from a threshold) moves the "
+                     "score by a whole step, so the same ECG scored from a file at another "
+                     "rate can cross a band threshold" if model.learner == "trees" else
+                     "; the additive model is smooth in them, but a measurement that is itself "
+                     "a decision (a beat kept or dropped, an R wave near 0.05 mV read as RS or "
+                     "QS) can still move the score when the same ECG comes from a file at "
+                     "another rate")
+                  + " (on the shipped sample: `benchmarks/RESULTS.md`, \"The criteria "
+                  "model\").\n- Lead "
                   "reversals, paced rhythms, bundle branch blocks and left ventricular "
                   "hypertrophy mimic or mask infarct patterns in the measurements.")
     else:

@@ -84,6 +84,8 @@ class FitConfig:
     mix_rate_data: str | None = None
     #: the criteria model: boosted models averaged (None: train.criteria.BAGS)
     bags: int | None = None
+    #: the criteria model's learner (train.criteria.LEARNERS)
+    learner: str = "trees"
 
     def setting(self, name: str) -> Any:
         value = getattr(self, name, None)
@@ -180,14 +182,12 @@ def train_model(
     if config.arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {config.arch!r}")
     if config.arch == "criteria":
-        from train.criteria import CriteriaModel
+        from train.criteria import fit_learner
 
         t0 = time.perf_counter()
-        from train.criteria import BAGS
-
-        model = CriteriaModel.fit(train, seed=config.seed, bags=config.bags or BAGS)
-        _LOGGER.info("criteria trees on %d records in %.1f s; most used: %s", len(train),
-                     time.perf_counter() - t0, ", ".join(
+        model = fit_learner(config.learner, train, seed=config.seed, bags=config.bags)
+        _LOGGER.info("criteria %s on %d records in %.1f s; most used: %s", config.learner,
+                     len(train), time.perf_counter() - t0, ", ".join(
                          f"{n} ({k})" for n, k in model.importances(8)))
         return model, {}, 0
     import keras
