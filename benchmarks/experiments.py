@@ -54,11 +54,16 @@ VARIANTS: dict[str, tuple[dict, str]] = {
                  "gradient-boosted trees on the measured MI criteria (signals.criteria)"),
     "criteria-single": ({"arch": "criteria", "bags": 1},
                         "one boosted model instead of the mean of ten on bootstrap samples"),
+    "criteria-additive": ({"arch": "criteria", "learner": "additive"},
+                          "an additive model on the same measurements: one smooth curve per "
+                          "measurement (train.criteria.ADDITIVE_SETTINGS)"),
     "both": ({"arch": "criteria"},
              "mean log-odds of `cnnlstm` and `criteria`, each out of fold (no fitted weights)"),
+    "both-additive": ({"arch": "criteria", "learner": "additive"},
+                      "mean log-odds of `cnnlstm` and `criteria-additive`, each out of fold"),
 }
 #: variants combining others' out-of-fold probabilities (mean log-odds), not trained
-FUSIONS = {"both": ("cnnlstm", "criteria")}
+FUSIONS = {"both": ("cnnlstm", "criteria"), "both-additive": ("cnnlstm", "criteria-additive")}
 _OOF: dict[tuple[str, int], object] = {}
 
 

@@ -1780,10 +1780,15 @@ def bench_quantize(work: Path, lines: list[str], results: dict, model: Path) -> 
     ]
 
 
-def _find_run(model: Path, arch: str) -> Path:
-    """The newest run of ``arch`` beside the ONNX model (what `make train` leaves in out/)."""
+def _find_run(model: Path, arch: str, learner: str | None = None) -> Path:
+    """The newest run of ``arch`` (and, for the criteria model, ``learner``) beside the ONNX
+    model (what `make train` leaves in out/)."""
+    def matches(run: dict) -> bool:
+        return run.get("arch") == arch and (
+            learner is None or run.get("config", {}).get("learner", "trees") == learner)
+
     runs = [p.parent for p in model.parent.glob("run-*/run.json")
-            if json.loads(p.read_text()).get("arch") == arch]
+            if matches(json.loads(p.read_text()))]
     if not runs:
         raise FileNotFoundError(f"no {arch} run-*/ beside {model}; run `make export` first")
     return max(runs, key=lambda p: (p / "run.json").stat().st_mtime)
@@ -1832,7 +1837,8 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
     net_ms = min(_timed(lambda: net.predict(windows)) for _ in range(5)) / len(windows) * 1e3
     consistency, by_rate = _rate_consistency(crit)
     shipped = np.array([by_rate[100][i]["mi_probability"] for i in consistency["ids"]])
-    run_dir = _find_run(model, "criteria")
+    learner = "additive" if "additive model" in crit.contract.architecture else "trees"
+    run_dir = _find_run(model, "criteria", learner)
     pred = pq.read_table(run_dir / "predictions.parquet").to_pylist()
     oof = [r for r in pred if r["split"] == "out_of_fold"]
     y = np.array([r["mi"] for r in oof])
