@@ -1804,6 +1804,7 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
     from common.records import read_record
     from infer import Model
     from signals.criteria import measure
+    from train.criteria import MODELS
     from train.evaluate import Bands, band_trade_off
 
     crit, net = Model(model), Model(network)
@@ -1837,7 +1838,7 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
     net_ms = min(_timed(lambda: net.predict(windows)) for _ in range(5)) / len(windows) * 1e3
     consistency, by_rate = _rate_consistency(crit)
     shipped = np.array([by_rate[100][i]["mi_probability"] for i in consistency["ids"]])
-    learner = "additive" if "additive model" in crit.contract.architecture else "trees"
+    learner = next(k for k, m in MODELS.items() if m.architecture == crit.contract.architecture)
     run_dir = _find_run(model, "criteria", learner)
     pred = pq.read_table(run_dir / "predictions.parquet").to_pylist()
     oof = [r for r in pred if r["split"] == "out_of_fold"]

@@ -259,7 +259,13 @@ def test_additive_model_is_smooth_and_round_trips(additive_run, data_100, tmp_pa
     proportionally small change in the log-odds (no steps); save/load keeps the model."""
     import onnxruntime as ort
 
-    from train.criteria import AdditiveModel, CriteriaModel, load_model, split_features
+    from train.criteria import (
+        GRID_POINTS,
+        AdditiveModel,
+        CriteriaModel,
+        load_model,
+        split_features,
+    )
     from train.dataset import load_split
 
     run_dir, run, _ = additive_run
@@ -267,7 +273,8 @@ def test_additive_model_is_smooth_and_round_trips(additive_run, data_100, tmp_pa
     assert isinstance(model, AdditiveModel)
     f = split_features(load_split(data_100, (1, 2)))
     edge = np.vstack([f[:2], np.full((1, f.shape[1]), np.nan, np.float32),
-                      model.lo - 10 * model.step * 61, model.lo + 10 * model.step * 61])
+                      model.lo - 10 * model.step * GRID_POINTS,
+                      model.lo + 10 * model.step * GRID_POINTS])
     sess = ort.InferenceSession(model.to_onnx().SerializeToString(),
                                 providers=["CPUExecutionProvider"])
     for rows in (f, edge.astype(np.float32)):

@@ -12,6 +12,7 @@ import click
 
 from common.cli import exit_codes, fail, parse_bands, setup_logging, verbosity_options
 from schemas import ExitCode
+from train.criteria import LEARNERS
 from train.dataset import SplitError, parse_folds
 from train.model import ARCHITECTURES
 
@@ -61,7 +62,7 @@ def cli() -> None:
                    "notebook's model). "
                    "beats: beatcnn (default, on the raw beat) or seed003 (the tutorial's "
                    "features and LSTM).")
-@click.option("--learner", type=click.Choice(["trees", "additive"]), default="trees",
+@click.option("--learner", type=click.Choice(LEARNERS), default="trees",
               show_default=True,
               help="mi, criteria: gradient-boosted trees, or an additive model (one smooth "
                    "curve per measurement: a record scores nearly the same from its 100 Hz "

@@ -71,15 +71,18 @@ def split_features(split, index=slice(None)) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, len(FEATURE_NAMES)), np.float32)
 
 
-LEARNERS = ("trees", "additive")
-
-
 class _MeasurementModel:
     """What both learners share: the interface training uses for networks
     (``predict_on_batch`` of windows, ``predict``, ``save``) on top of ``log_odds`` of
     feature rows."""
 
     learner = ""
+    #: the contract's architecture, and what the model card says of it
+    architecture = ""
+    #: the model card: what a missing measurement does, and how the model answers a
+    #: measurement that moves between a record's files at two rates
+    missing_text = ""
+    rate_text = ""
 
     def __init__(self, fs: int):
         self.fs = int(fs)
@@ -124,7 +127,7 @@ class _MeasurementModel:
                              f"version computes {FEATURES_VERSION!r}; train it again")
         learner = data.pop("learner", "trees")  # runs before the additive learner: trees
         data.pop("features")
-        return {"trees": CriteriaModel, "additive": AdditiveModel}[learner](**data)
+        return MODELS[learner](**data)
 
 
 def fit_learner(learner: str, train, seed: int = 0, bags: int | None = None
@@ -149,6 +152,12 @@ class CriteriaModel(_MeasurementModel):
     learner = "trees"
     #: what the export is checked against
     reference = "scikit-learn"
+    architecture = "criteria (gradient-boosted trees on signals.criteria measurements)"
+    missing_text = "the trees have a branch for it"
+    rate_text = (", and trees are step functions of them: a measurement at a split (an R wave "
+                 "near 0.05 mV, a Q duration a sample from a threshold) moves the score by a "
+                 "whole step, so the same ECG scored from a file at another rate can cross a "
+                 "band threshold")
 
     def __init__(self, estimators: list, fs: int):
         super().__init__(fs)
@@ -183,10 +192,6 @@ class CriteriaModel(_MeasurementModel):
 
     def _state(self) -> dict[str, Any]:
         return {"estimators": self.estimators}
-
-    @property
-    def architecture(self) -> str:
-        return "criteria (gradient-boosted trees on signals.criteria measurements)"
 
     def describe(self, seed: int) -> str:
         """The model card's sentence on what the model is."""
@@ -261,6 +266,11 @@ class AdditiveModel(_MeasurementModel):
     learner = "additive"
     #: what the export is checked against
     reference = "numpy"
+    architecture = "criteria (additive model: one smooth curve per signals.criteria measurement)"
+    missing_text = "the training records' median stands in"
+    rate_text = ("; the additive model is smooth in them, but a measurement that is itself a "
+                 "decision (a beat kept or dropped, an R wave near 0.05 mV read as RS or QS) "
+                 "can still move the score when the same ECG comes from a file at another rate")
 
     def __init__(self, median, lo, step, table, intercept: float, spread, fs: int):
         super().__init__(fs)
@@ -272,14 +282,13 @@ class AdditiveModel(_MeasurementModel):
         self.spread = np.asarray(spread, np.float64)
 
     @classmethod
-    def fit(cls, train, seed: int = 0, bags: int = 1) -> AdditiveModel:
+    def fit(cls, train) -> AdditiveModel:
         return cls.fit_features(split_features(train), train.y, train.fs)
 
     @classmethod
-    def fit_features(cls, f: np.ndarray, y: np.ndarray, fs: int, seed: int = 0,
-                     bags: int = 1) -> AdditiveModel:
+    def fit_features(cls, f: np.ndarray, y: np.ndarray, fs: int) -> AdditiveModel:
         """The model on feature rows ``f`` (``mi_features``) with labels ``y`` (deterministic:
-        ``seed`` and ``bags`` are accepted for the trees' interface and not used)."""
+        no seed, no bagging)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import SplineTransformer
 
@@ -330,10 +339,6 @@ class AdditiveModel(_MeasurementModel):
     def _state(self) -> dict[str, Any]:
         return {"median": self.median, "lo": self.lo, "step": self.step, "table": self.table,
                 "intercept": self.intercept, "spread": self.spread}
-
-    @property
-    def architecture(self) -> str:
-        return "criteria (additive model: one smooth curve per signals.criteria measurement)"
 
     def describe(self, seed: int) -> str:
         """The model card's sentence on what the model is."""
@@ -395,6 +400,12 @@ class AdditiveModel(_MeasurementModel):
             [helper.make_tensor_value_info("mi_probability", TensorProto.FLOAT, ["batch", 1])],
             initializer=init)
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+#: the learners by name (``train fit --learner``), as saved in a model's pickle
+MODELS: dict[str, type[_MeasurementModel]] = {m.learner: m for m in (CriteriaModel,
+                                                                     AdditiveModel)}
+LEARNERS = tuple(MODELS)
 
 
 def _terms(f: np.ndarray, median: np.ndarray, lo: np.ndarray, step: np.ndarray,

@@ -366,25 +366,13 @@ def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, 
                   "resampling): per lead Q duration and depth, R, S, ST at J and J+60 ms, T "
                   "(against the PR baseline of the median beat); QRS duration and heart rate; "
                   "leads meeting each criterion per lead group; poor R progression. NaN where "
-                  "not measurable ("
-                  + ("the trees have a branch for it" if model.learner == "trees" else
-                     "the training records' median stands in")
-                  + "). Each window below is "
+                  f"not measurable ({model.missing_text}). Each window below is "
                   "measured on its own.")
         model_text = model.describe(run["config"].get("seed", 0))
         checked = (f"ONNX vs {_reference(model)}: max |difference| {max_diff:.2e} on {n_checked} "
-                   "test "
-                   "records.")
+                   "test records.")
         limits = (f"\n- The measurements are taken at {contract.fs} Hz (one sample every "
-                  f"{1000 / contract.fs:g} ms)"
-                  + (", and trees are step functions of them: a measurement at a split (an R "
-                     "wave near 0.05 mV, a Q duration a sample from a threshold) moves the "
-                     "score by a whole step, so the same ECG scored from a file at another "
-                     "rate can cross a band threshold" if model.learner == "trees" else
-                     "; the additive model is smooth in them, but a measurement that is itself "
-                     "a decision (a beat kept or dropped, an R wave near 0.05 mV read as RS or "
-                     "QS) can still move the score when the same ECG comes from a file at "
-                     "another rate")
+                  f"{1000 / contract.fs:g} ms){model.rate_text}"
                   + " (on the shipped sample: `benchmarks/RESULTS.md`, \"The criteria "
                   "model\").\n- Lead "
                   "reversals, paced rhythms, bundle branch blocks and left ventricular "
