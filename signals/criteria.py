@@ -45,7 +45,7 @@ from schemas import LEADS
 
 #: The measurement function's identity in a model's contract: a model trained on version N
 #: features must be scored with version N.
-FEATURES_VERSION = "signals.criteria.mi_features/1"
+FEATURES_VERSION = "signals.criteria.mi_features/2"
 
 #: Anatomical lead groups (contiguous leads).  aVR belongs to none.
 LEAD_GROUPS: dict[str, tuple[str, ...]] = {
@@ -55,15 +55,21 @@ LEAD_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 #: Per-lead measurements (:class:`Measurements.lead`), each ``(n, 12)``, with their units.
+#: The first seven are the clinical readings the criteria and the results table use; the last
+#: four are the model's readings of the same waves, continuous where a clinical reading
+#: switches (see :data:`FEATURE_MEASURES`).
 LEAD_MEASURES: tuple[tuple[str, str], ...] = (
     ("q_ms", "ms"),  # duration of the initial negative deflection (0: no Q)
     ("q_mv", "mV"),  # its depth below the PR baseline, positive (0: no Q)
-    ("qd_ms", "ms"),  # Q duration weighted by its depth up to Q_WEIGHT_MV (the model's input)
     ("r_mv", "mV"),  # largest positive deflection of the QRS above the PR baseline (>= 0)
     ("s_mv", "mV"),  # depth of the negative deflection after R, positive (>= 0)
     ("st_j_mv", "mV"),  # level at the J point against the PR baseline
     ("st60_mv", "mV"),  # level at J+60 ms against the PR baseline
     ("t_mv", "mV"),  # T-wave amplitude, signed (negative: inverted)
+    ("qd_ms", "ms"),  # Q duration, blended QS/rS, weighted by its depth up to Q_WEIGHT_MV
+    ("qb_mv", "mV"),  # Q depth, the QS and the rS reading blended across QS_BLEND_MV
+    ("sb_mv", "mV"),  # S depth, likewise (0 for a QS complex)
+    ("tb_mv", "mV"),  # T: its positive extreme plus its negative one (a biphasic T near 0)
 )
 
 #: The thresholds of the criteria (the Universal Definition of MI, 4th edition, where it
@@ -98,14 +104,20 @@ MIN_BEATS = 3
 ONSET_FRACTION, END_FRACTION = 0.04, 0.10
 
 
-#: The model sees the Q duration weighted by the Q's depth up to this (``qd_ms``): equal to
-#: ``q_ms`` for every Q that could count (the criteria need 0.1 mV), and continuous as a
+#: The model's Q duration (``qd_ms``) is weighted by the Q's depth up to this: equal to the
+#: duration for every Q that could count (the criteria need 0.1 mV), and continuous as a
 #: notch of a few hundredths of a millivolt appears or vanishes, where ``q_ms`` jumps
 #: between 0 and 20-30 ms (the commonest cause of a record scoring differently from its
 #: 100 Hz and its 500 Hz file).
 Q_WEIGHT_MV = 0.1
-#: Per-lead columns of the model's input: LEAD_MEASURES but ``q_ms`` (``qd_ms`` instead).
-FEATURE_MEASURES = tuple(m for m, _ in LEAD_MEASURES if m != "q_ms")
+#: The criteria read a QRS with an R under 0.05 mV as a QS complex (its Q the whole QRS, no
+#: S) and anything taller as rS; the model reads the two blended, all QS at an R of the first
+#: value, all rS at the second, so an R of 0.04 mV in one file and 0.06 in the other (V1-V2
+#: often) moves its input a little instead of swapping the Q and S depths.
+QS_BLEND_MV = (0.025, 0.075)
+#: Per-lead columns of the model's input: the continuous readings and the clinical ones that
+#: have no switch in them.
+FEATURE_MEASURES = ("qd_ms", "qb_mv", "r_mv", "sb_mv", "st_j_mv", "st60_mv", "tb_mv")
 
 
 def _feature_names() -> tuple[str, ...]:
@@ -118,6 +130,12 @@ def _feature_names() -> tuple[str, ...]:
 
 #: The columns of :func:`mi_features`, in order (the criteria model's input).
 FEATURE_NAMES: tuple[str, ...] = _feature_names()
+#: The columns that are decisions rather than measurements: the counts of leads meeting a
+#: criterion and the poor-R-progression flag step by a whole lead as one measurement crosses
+#: its threshold.  The additive model leaves them out (they are what made a record's 100 Hz
+#: and 500 Hz files score apart, and their measurements are in the other columns).
+STEP_FEATURES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES
+                                       if n.startswith("n_") or n == "poor_r_progression")
 
 
 @dataclass
@@ -262,6 +280,28 @@ def _take(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return a[rows, i0, cols] * (1 - f) + a[rows, i1, cols] * f
 
 
+def _interval_mean(a: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Mean of ``a`` ``(n, W, L)``, linearly interpolated between samples, over the
+    fractional interval ``[start, stop]`` ``(n,)`` -> ``(n, L)``: the integral of the
+    interpolant divided by the interval's length, continuous in both ends."""
+    n, w, _ = a.shape
+    # the integral from sample 0 to sample k of the interpolant (trapezoids), (n, W, L)
+    trap = 0.5 * (a[:, 1:] + a[:, :-1]).astype(np.float64)
+    cum = np.concatenate([np.zeros_like(trap[:, :1]), np.cumsum(trap, axis=1)], axis=1)
+
+    def integral(pos: np.ndarray) -> np.ndarray:
+        pos = np.clip(pos, 0, w - 1)
+        i0 = np.minimum(np.floor(pos).astype(np.int64), w - 2)
+        f = (pos - i0)[:, None]
+        r = np.arange(n)
+        y0, y1 = a[r, i0], a[r, i0 + 1]
+        # the part of the trapezoid from i0 to pos: f * (y0 + (y0 + f * (y1 - y0))) / 2
+        return cum[r, i0] + f * (y0 + 0.5 * f * (y1 - y0))
+
+    length = np.maximum(np.clip(stop, 0, w - 1) - np.clip(start, 0, w - 1), 1e-6)[:, None]
+    return ((integral(stop) - integral(start)) / length).astype(np.float32)
+
+
 def detect_beats(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     """QRS fiducial points of a batch ``x`` ``(n, T, L)`` mV: ``(n, B)`` sample indices
     padded with -1, and the count per record."""
@@ -401,30 +441,37 @@ def measure(x: np.ndarray, fs: float, absent: np.ndarray | None = None,
     frac = np.clip((v0 - thr[:, 0]) / np.maximum(v0 - v1, 1e-9), 0, 1)
     j = hi_i - 1 + frac + 0.5
 
-    # PR baseline: mean over [onset - 40 ms, onset - 10 ms]
-    cs = np.concatenate([np.zeros((n, 1, n_leads)), np.cumsum(med, axis=1, dtype=np.float64)],
-                        axis=1)
-    a = np.clip(np.floor(onset - PR_FROM_S * fs).astype(np.int64), 0, w - 1)
-    b = np.clip(np.ceil(onset - PR_TO_S * fs).astype(np.int64), a + 1, w)
-    base = ((cs[r, b] - cs[r, a]) / (b - a)[:, None]).astype(np.float32)
+    # PR baseline: mean over [onset - 40 ms, onset - 10 ms] of the beat read between samples
+    # (so it moves smoothly with onset, not in steps of a sample)
+    base = _interval_mean(med, onset - PR_FROM_S * fs, onset - PR_TO_S * fs)
     mm = med - base[:, None, :]
 
     t_idx = np.arange(w)[None, :, None]
     qrs = (t_idx >= np.ceil(onset)[:, None, None]) & (t_idx <= np.floor(j)[:, None, None])
     neg_inf = np.float32(-np.inf)
-    r_amp = np.where(qrs, mm, neg_inf).max(axis=1)
-    r_pos = np.where(qrs, mm, neg_inf).argmax(axis=1)  # (n, L)
-    r_amp = np.maximum(r_amp, 0)
+    # R: the tallest peak of the QRS (a sample of the median beat above both neighbours, at
+    # least 10 ms before J), not merely its tallest sample: a QS complex that rises into an
+    # elevated ST ends on its tallest sample, or on the shoulder where the ST begins, and
+    # reading that as R made the whole complex a Q in one file and an rS in the other
+    peak = np.zeros(mm.shape, bool)
+    peak[:, 1:-1] = (mm[:, 1:-1] > mm[:, :-2]) & (mm[:, 1:-1] >= mm[:, 2:])
+    peak &= qrs & (t_idx <= (j - 0.01 * fs)[:, None, None])
+    r_amp = np.where(peak, mm, neg_inf).max(axis=1)
+    first = np.broadcast_to(np.ceil(onset).astype(np.int64)[:, None], r_amp.shape)
+    r_pos = np.where(np.isfinite(r_amp), np.where(peak, mm, neg_inf).argmax(axis=1), first)
+    r_amp = np.maximum(np.where(np.isfinite(r_amp), r_amp, 0), 0)
     qs = r_amp < THRESHOLDS["qs_r_mv"]
     before_r = qrs & (t_idx < r_pos[:, None, :])
     after_r = qrs & (t_idx > r_pos[:, None, :])
     q_min = np.where(before_r, mm, np.inf).min(axis=1)
     q_pos = np.where(before_r, mm, np.inf).argmin(axis=1)
     qrs_min = np.where(qrs, mm, np.inf).min(axis=1)
-    q_depth = np.where(qs, np.maximum(-qrs_min, 0), np.maximum(-np.where(
-        np.isfinite(q_min), q_min, 0), 0))
+    # read as an rS (or qR) complex: Q before R, S after it; read as a QS complex: the
+    # whole QRS is a Q
+    q_rs = np.maximum(-np.where(np.isfinite(q_min), q_min, 0), 0)
+    q_qs = np.maximum(-qrs_min, 0)
     s_min = np.where(after_r, mm, np.inf).min(axis=1)
-    s_depth = np.where(qs, 0, np.maximum(-np.where(np.isfinite(s_min), s_min, 0), 0))
+    s_rs = np.maximum(-np.where(np.isfinite(s_min), s_min, 0), 0)
     # Q duration: QRS onset to the upward zero crossing after the Q nadir
     up = (t_idx > q_pos[:, None, :]) & (t_idx <= r_pos[:, None, :]) & (mm >= 0)
     k_up, has_up = _first(up)
@@ -433,12 +480,21 @@ def measure(x: np.ndarray, fs: float, absent: np.ndarray | None = None,
     y0 = mm[rows, np.maximum(k_up - 1, 0), cols]
     cross = k_up - 1 + np.clip(-y0 / np.maximum(y1 - y0, 1e-9), 0, 1)
     qrs_ms = (j - onset) / fs * 1000.0
-    q_any = np.maximum(np.where(has_up, (cross - onset[:, None]) / fs * 1000.0, 0.0), 0)
-    q_any = np.where(qs, qrs_ms[:, None], q_any)
-    qd_ms = q_any * np.clip(q_depth / Q_WEIGHT_MV, 0, 1)
-    # a notch of 0.02 mV or less is no Q wave
+    qd_rs = np.maximum(np.where(has_up, (cross - onset[:, None]) / fs * 1000.0, 0.0), 0)
+    qd_qs = np.broadcast_to(qrs_ms[:, None], qd_rs.shape)
+    # the criteria read a QRS with R under 0.05 mV as QS, and no notch of 0.02 mV as a Q
+    q_depth = np.where(qs, q_qs, q_rs)
+    s_depth = np.where(qs, 0, s_rs)
+    q_any = np.where(qs, qd_qs, qd_rs)
     q_ms = np.where(q_depth > 0.02, q_any, 0.0)
     q_depth = np.where(q_depth > 0.02, q_depth, 0.0)
+    # the model reads the two readings blended as R grows through QS_BLEND_MV, and the Q
+    # duration weighted by the Q's depth: no step as a notch or an R of a few hundredths of
+    # a millivolt comes or goes between a record's 100 Hz and 500 Hz files
+    wq = np.clip((QS_BLEND_MV[1] - r_amp) / (QS_BLEND_MV[1] - QS_BLEND_MV[0]), 0, 1)
+    qb = wq * q_qs + (1 - wq) * q_rs
+    sb = (1 - wq) * s_rs
+    qd_ms = (wq * qd_qs + (1 - wq) * qd_rs) * np.clip(qb / Q_WEIGHT_MV, 0, 1)
 
     st_j = _take(mm, j)
     st60 = _take(mm, j + 0.06 * fs)
@@ -448,9 +504,13 @@ def measure(x: np.ndarray, fs: float, absent: np.ndarray | None = None,
     t_hi = np.where(in_t, mm, neg_inf).max(axis=1)
     t_lo = np.where(in_t, mm, np.inf).min(axis=1)
     t_amp = np.where(t_hi >= -t_lo, t_hi, t_lo)
+    # the model's T: the positive and the negative extreme added, so a biphasic T moves
+    # smoothly between upright and inverted instead of jumping between its two lobes
+    tb = np.maximum(t_hi, 0) + np.minimum(t_lo, 0)
 
-    lead = {"q_ms": q_ms, "q_mv": q_depth, "qd_ms": qd_ms, "r_mv": r_amp, "s_mv": s_depth,
-            "st_j_mv": st_j, "st60_mv": st60, "t_mv": t_amp}
+    lead = {"q_ms": q_ms, "q_mv": q_depth, "r_mv": r_amp, "s_mv": s_depth,
+            "st_j_mv": st_j, "st60_mv": st60, "t_mv": t_amp,
+            "qd_ms": qd_ms, "qb_mv": qb, "sb_mv": sb, "tb_mv": tb}
     flat = (med.max(axis=1) - med.min(axis=1)) < 0.02
     bad_lead = flat | (absent if absent is not None else False)
     reason: list[str | None] = [None] * n
