@@ -95,12 +95,13 @@ def test_results_carry_the_criteria(criteria_run, tmp_path):
 
 def test_rates_agree(criteria_run, tmp_path):
     """The 500 Hz files, resampled by the scorer, against the 100 Hz files.  Most records
-    score the same, but trees are step functions: a measurement near a split (a 0.05 mV R in V2
-    read as RS at one rate and QS at the other) moves a record, and the calibration steepens
-    the steps.  Measured on 2026-12-04 (ten bagged boosted models): median 0, 95th percentile
-    0.023, largest 0.28, 19 records over 0.02, 8 band changes (one boosted model: 0.041, 0.38,
-    31 and 10).  The issue's target (all within 0.02, at most one band change) is NOT met by
-    the criteria model; this holds it to what was measured so it cannot get worse unnoticed."""
+    score the same, but trees are step functions: a measurement near a split moves a record,
+    and the calibration steepens the steps.  Measured on 2026-12-06 with mi_features/2 (the
+    continuous QS/rS, Q and T readings, R a peak, a PR baseline read between samples): median
+    0.0009, 95th percentile 0.026, largest 0.13, 22 records over 0.02, 4 band changes (with
+    mi_features/1 on 2026-12-04: 0.023, 0.28, 19 and 8).  The issue's target (all within
+    0.02, at most one band change) is NOT met by the trees (the additive learner meets it,
+    test_additive_rates_agree); this holds them to what was measured."""
     onnx_path = criteria_run[2]
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     _score(SAMPLE / "records100", onnx_path, a)
@@ -113,8 +114,8 @@ def test_rates_agree(criteria_run, tmp_path):
           f"max {d.max():.3f}, {int((d > 0.02).sum())} over 0.02, {changed} band changes")
     assert np.median(d) < 0.002
     assert np.percentile(d, 95) < 0.04
-    assert d.max() < 0.35, sorted(d)[-5:]
-    assert changed <= 12
+    assert d.max() < 0.2, sorted(d)[-5:]
+    assert changed <= 6
 
 
 def test_scoring_needs_neither_sklearn_nor_tensorflow(criteria_run, tmp_path):
@@ -311,12 +312,12 @@ def test_learner_is_for_the_criteria_arch(data_100, tmp_path):
 
 def test_additive_rates_agree(additive_run, tmp_path):
     """The 500 Hz files, resampled by the scorer, against the 100 Hz files, for the additive
-    learner.  Measured on 2026-12-05: 95th percentile 0.003 (trees 0.023), 6 records over 0.02
-    (trees 19), 1 band change (trees 8), but a largest difference of 0.24: two records whose
-    measurements themselves differ (00056 keeps 13 beats at one rate and 14 at the other;
-    00333 reads V2 as QS at one and rS at the other), which the calibration (Platt, slope 5)
-    amplifies.  The issue's max-0.02 target is NOT met; this holds the rest to what was
-    measured."""
+    learner: the issue's target, every record within 0.02 and at most one band change.
+    Measured on 2026-12-06 with mi_features/2 and the curves on the measurements only (no
+    counts of leads): 95th percentile 0.0055, largest 0.015, none over 0.02, no band change.
+    (On 2026-12-05, with mi_features/1 and the counts: largest 0.24, 6 over 0.02, 1 band
+    change, from two records read as QS at one rate and rS at the other, and from counts
+    stepping by a lead.)"""
     onnx_path = additive_run[2]
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     _score(SAMPLE / "records100", onnx_path, a)
@@ -327,6 +328,5 @@ def test_additive_rates_agree(additive_run, tmp_path):
     print(f"additive 100 vs 500 Hz: p95 {np.percentile(d, 95):.4f}, max {d.max():.3f}, "
           f"{int((d > 0.02).sum())} over 0.02, {changed} band changes")
     assert np.percentile(d, 95) < 0.01
-    assert (d > 0.02).sum() <= 10
-    assert changed <= 2
-    assert d.max() < 0.3
+    assert d.max() < 0.02, sorted(d)[-5:]
+    assert changed <= 1

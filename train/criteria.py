@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from common.io import atomic_write_bytes
-from signals.criteria import FEATURE_NAMES, FEATURES_VERSION, mi_features
+from signals.criteria import FEATURE_NAMES, FEATURES_VERSION, STEP_FEATURES, mi_features
 
 #: The graph's input: one row of FEATURE_NAMES per record.
 FEATURES_INPUT = "mi_features"
@@ -261,16 +261,18 @@ class AdditiveModel(_MeasurementModel):
     over measurements of a curve of each (:data:`ADDITIVE_SETTINGS`), every curve tabulated on
     :data:`GRID_POINTS` points from ``lo`` in steps of ``step`` (``table`` ``(F, G)``) and read
     by linear interpolation; NaN takes the training median (``median``).  ``spread`` is each
-    curve's range over the training records (how far that measurement moves the log-odds)."""
+    curve's range over the training records (how far that measurement moves the log-odds).
+    The counts of leads meeting a criterion (:data:`STEP_FEATURES`) get no curve: they step by
+    a whole lead, and the measurements they count are columns of their own."""
 
     learner = "additive"
     #: what the export is checked against
     reference = "numpy"
     architecture = "criteria (additive model: one smooth curve per signals.criteria measurement)"
     missing_text = "the training records' median stands in"
-    rate_text = ("; the additive model is smooth in them, but a measurement that is itself a "
-                 "decision (a beat kept or dropped, an R wave near 0.05 mV read as RS or QS) "
-                 "can still move the score when the same ECG comes from a file at another rate")
+    rate_text = ("; the additive model is smooth in them and reads no count of leads, so the "
+                 "same ECG from a file at another rate scores within a few hundredths, though "
+                 "a beat kept at one rate and dropped at the other still moves the median beat")
 
     def __init__(self, median, lo, step, table, intercept: float, spread, fs: int):
         super().__init__(fs)
@@ -303,7 +305,10 @@ class AdditiveModel(_MeasurementModel):
         step = np.where(varies, (hi - lo) / (GRID_POINTS - 1), 1.0).astype(np.float32)
         table = np.zeros((n_feat, GRID_POINTS), np.float32)
         intercept, spread = 0.0, np.zeros(n_feat)
-        cols = np.flatnonzero(varies)
+        if n_feat != len(FEATURE_NAMES):
+            raise ValueError(f"expected {len(FEATURE_NAMES)} mi_features columns, got {n_feat}")
+        # the measurements only: a curve on a count of leads would be a step again
+        cols = np.flatnonzero(varies & ~np.isin(np.asarray(FEATURE_NAMES), STEP_FEATURES))
         if cols.size and y.min() != y.max():
             settings = dict(ADDITIVE_SETTINGS)
             c = settings.pop("C")
