@@ -1798,14 +1798,17 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
                    network: Path) -> None:
     """The criteria model (issue: a verdict that decides): the scorer's records/s with it
     against the network model, side by side in one run; what the measurements cost a record;
-    its 100 Hz / 500 Hz agreement; and what its bands decide on the shipped records."""
+    its out-of-fold AUC and calibration; its 100 Hz / 500 Hz agreement; and what its bands
+    decide on the shipped records.  A model of another learner than the default
+    (``--additive-model``, part ``criteria-additive``) gets a section of its own."""
     import pyarrow.parquet as pq
 
     from common.records import read_record
     from infer import Model
     from signals.criteria import measure
     from train.criteria import MODELS
-    from train.evaluate import Bands, band_trade_off
+    from train.evaluate import Bands, band_trade_off, bootstrap_auc_ci, roc_auc
+    from train.fit import FitConfig
 
     crit, net = Model(model), Model(network)
     if not crit.contract.features:
@@ -1845,6 +1848,12 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
     y = np.array([r["mi"] for r in oof])
     q = np.array([r["mi_probability"] for r in oof])
     run = json.loads((run_dir / "run.json").read_text())
+    auc = roc_auc(y, np.array([r["raw_probability"] for r in oof]))
+    auc_ci = bootstrap_auc_ci(y, np.array([r["raw_probability"] for r in oof]), seed=0)
+    calibration = json.loads((run_dir / "metrics.json").read_text())["calibration"]
+    held_out = calibration["held_out"].get(calibration["chosen"], {})
+    default = learner == FitConfig().learner
+    part = "criteria" if default else f"criteria-{learner}"
     targets = {
         "the bands' own targets: sensitivity and specificity 0.95 as 95 % lower bounds "
         "(the default)": (0.95, 0.95, 0.95),
@@ -1858,7 +1867,10 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
         # not depend on the targets, so this is what `train fit --confidence 0 ...` would ship
         got = Bands(*o["bands"]).assign(shipped)
         o["shipped"] = {b.value: int((got == b.value).sum()) for b in Bands(0, 1).names}
-    results["criteria"] = {"records_per_s": rates, "walls": walls,
+    results[part] = {"model": model.name, "learner": learner, "records_per_s": rates,
+                           "walls": walls, "oof_roc_auc": auc, "oof_roc_auc_ci95": auc_ci,
+                           "calibrator": calibration["chosen"],
+                           "held_out_ece": held_out.get("ece"),
                            "measure_ms_per_record": per_record,
                            "network_ms_per_record_in_process": net_ms,
                            "rate_consistency": {k: v for k, v in consistency.items()
@@ -1869,22 +1881,33 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
     ratio = rates["criteria"] / rates["network"]
     c = consistency
     rates_ok = c["max_abs_diff"] <= 0.02 and c["band_changes"] <= 1
+    name = "criteria (default)" if default else f"criteria, {learner} learner"
+    ece = held_out.get("ece")
     lines += [
-        "## The criteria model: speed, rates and bands (issue: a verdict that decides)",
+        "## The criteria model: speed, rates and bands (issue: a verdict that decides)"
+        if default else f"## The criteria model, {learner} learner: speed, rates and bands "
+        "(issue: a verdict that decides)",
         "",
-        _stamp("criteria"),
+        _stamp(part),
         "",
         f"`infer score` on {FULL_SIZE:,} 100 Hz records (the shipped 353 replicated), with the "
-        f"criteria model (`{model.name}`, the default) and with the CNN-LSTM (`{network.name}`"
-        ", the former default), alternating, best of 3 each; both measure nothing else.",
+        f"criteria model (`{model.name}`, {learner} learner{', the default' if default else ''})"
+        f" and with the CNN-LSTM (`{network.name}`, the former default), alternating, best of "
+        "3 each; both measure nothing else.",
         "",
         "| model | records/s | what a record costs in one process |",
         "|---|---|---|",
         f"| CNN-LSTM (former default) | {rates['network']:,.0f} | onnxruntime {net_ms:.2f} ms "
         "a 10 s window |",
-        f"| criteria (default) | {rates['criteria']:,.0f} | the measurements {per_record:.2f} "
-        "ms (`signals.criteria.measure`, batches of 64); the trees next to nothing |",
+        f"| {name} | {rates['criteria']:,.0f} | the measurements {per_record:.2f} "
+        f"ms (`signals.criteria.measure`, batches of 64); the {learner} model next to nothing |",
         "",
+        f"- Out of fold (run `{run_dir.name}`, {len(y)} records, {int(y.sum())} MI): ROC AUC "
+        f"**{auc:.3f}** ({auc_ci[0]:.3f}-{auc_ci[1]:.3f}; target at least 0.85 with the lower "
+        f"end above 0.739: {'met' if auc >= 0.85 and auc_ci[0] > 0.739 else 'NOT met'}); "
+        f"calibration `{calibration['chosen']}`, held-out ECE "
+        + (f"{ece:.3f} (target at most 0.05: {'met' if ece <= 0.05 else 'NOT met'})."
+           if ece is not None else "not recorded."),
         f"- With the measurements the scorer runs at **{ratio:.2f}x** the former default's "
         f"records/s (target: at least 0.7x): "
         f"{'met' if ratio >= 0.7 else 'NOT met'}. The measurements replace the network's "
@@ -1892,12 +1915,12 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
         "quality gate and writing cost both models the same.",
         f"- 100 Hz against 500 Hz files (all 353 records; the 500 Hz files resampled by the "
         f"scorer): max |difference| {c['max_abs_diff']:.3f}, mean {c['mean_abs_diff']:.4f}, "
-        f"95th percentile {results['criteria']['rate_diff_p95']:.4f}, "
-        f"{results['criteria']['rate_diff_over_002']} records over 0.02, {c['band_changes']} "
+        f"95th percentile {results[part]['rate_diff_p95']:.4f}, "
+        f"{results[part]['rate_diff_over_002']} records over 0.02, {c['band_changes']} "
         f"band changes ({', '.join(c['changed']) or 'none'}). Target (within 0.02, at most one "
-        f"band change): {'met' if rates_ok else 'NOT met'}. Trees are step functions: a "
-        "record whose measurement sits at a split (a 0.05 mV R wave in V2 read as RS at "
-        "one rate and QS at the other) moves by a step.",
+        f"band change): {'met' if rates_ok else 'NOT met'}."
+        + (" Trees are step functions: a record whose measurement sits at a split moves by a "
+           "step." if learner == "trees" and not rates_ok else ""),
         f"- Bands of the 353 shipped records at 100 Hz (the model's own thresholds "
         f"{run['bands']['low']:.4f} / {run['bands']['high']:.4f}): "
         f"{' / '.join(f'{k} {v}' for k, v in c['bands_100hz'].items())}.",
@@ -1939,7 +1962,8 @@ PARTS = {"ingest": (bench_ingest, False), "export": (bench_export, True),
          "beats": (bench_beats, False), "formats": (bench_formats, True),
          "explain": (bench_explain, True), "scale": (bench_scale, True),
          "speed": (bench_speed, True), "quantize": (bench_quantize, True),
-         "criteria": (bench_criteria, "both")}
+         "criteria": (bench_criteria, "both"),
+         "criteria-additive": (bench_criteria, "additive")}
 
 
 def main() -> None:
@@ -1950,6 +1974,9 @@ def main() -> None:
     parser.add_argument("--network-model", type=Path,
                         default=REPO / "out" / "model-cnnlstm.onnx",
                         help="a network model beside --model (the criteria part compares)")
+    parser.add_argument("--additive-model", type=Path,
+                        default=REPO / "out" / "model-additive.onnx",
+                        help="the criteria model's additive learner (part criteria-additive)")
     parser.add_argument("--work", type=Path, default=None, help="keep the corpus here")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -1971,7 +1998,9 @@ def main() -> None:
         for name, (part, needs_model) in PARTS.items():
             if name in only:
                 models = {False: [], True: [args.model.resolve()],
-                          "both": [args.model.resolve(), args.network_model.resolve()]}
+                          "both": [args.model.resolve(), args.network_model.resolve()],
+                          "additive": [args.additive_model.resolve(),
+                                       args.network_model.resolve()]}
                 part(work, lines, results, *models[needs_model])
     finally:
         if args.work is None:
