@@ -1884,9 +1884,8 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
     name = "criteria (default)" if default else f"criteria, {learner} learner"
     ece = held_out.get("ece")
     lines += [
-        "## The criteria model: speed, rates and bands (issue: a verdict that decides)"
-        if default else f"## The criteria model, {learner} learner: speed, rates and bands "
-        "(issue: a verdict that decides)",
+        f"## {MODELS[learner].results_section}: speed, rates and bands (issue: a verdict "
+        "that decides)",
         "",
         _stamp(part),
         "",

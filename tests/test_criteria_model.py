@@ -247,6 +247,8 @@ def test_additive_graph_reproduces_training(additive_run, tmp_path):
     card = (onnx_path.parent / "additive_card.md").read_text()
     assert "ONNX vs numpy" in card and "generalised additive model" in card
     assert "step functions" not in card
+    # the card points at the benchmark section that measured this learner
+    assert '"The criteria model, additive learner"' in card
     # out of fold it separates MI from the rest on the shipped records
     oof = [r for r in pred if r["split"] == "out_of_fold"]
     from train.evaluate import roc_auc

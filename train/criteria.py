@@ -83,6 +83,8 @@ class _MeasurementModel:
     #: measurement that moves between a record's files at two rates
     missing_text = ""
     rate_text = ""
+    #: the section of benchmarks/RESULTS.md that measures it (benchmarks/run.py)
+    results_section = "The criteria model"
 
     def __init__(self, fs: int):
         self.fs = int(fs)
@@ -154,10 +156,10 @@ class CriteriaModel(_MeasurementModel):
     reference = "scikit-learn"
     architecture = "criteria (gradient-boosted trees on signals.criteria measurements)"
     missing_text = "the trees have a branch for it"
-    rate_text = (", and trees are step functions of them: a measurement at a split (an R wave "
-                 "near 0.05 mV, a Q duration a sample from a threshold) moves the score by a "
-                 "whole step, so the same ECG scored from a file at another rate can cross a "
-                 "band threshold")
+    rate_text = (", and trees are step functions of them: a measurement at a split (a Q "
+                 "duration a sample from a threshold, an ST level a hundredth of a millivolt "
+                 "from one) moves the score by a whole step, so the same ECG scored from a "
+                 "file at another rate can cross a band threshold")
 
     def __init__(self, estimators: list, fs: int):
         super().__init__(fs)
@@ -270,6 +272,7 @@ class AdditiveModel(_MeasurementModel):
     reference = "numpy"
     architecture = "criteria (additive model: one smooth curve per signals.criteria measurement)"
     missing_text = "the training records' median stands in"
+    results_section = "The criteria model, additive learner"
     rate_text = ("; the additive model is smooth in them and reads no count of leads, so the "
                  "same ECG from a file at another rate scores within a few hundredths, though "
                  "a beat kept at one rate and dropped at the other still moves the median beat")

@@ -373,8 +373,8 @@ def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, 
                    "test records.")
         limits = (f"\n- The measurements are taken at {contract.fs} Hz (one sample every "
                   f"{1000 / contract.fs:g} ms){model.rate_text}"
-                  + " (on the shipped sample: `benchmarks/RESULTS.md`, \"The criteria "
-                  "model\").\n- Lead "
+                  + f" (on the shipped sample: `benchmarks/RESULTS.md`, \"{model.results_section}"
+                  "\").\n- Lead "
                   "reversals, paced rhythms, bundle branch blocks and left ventricular "
                   "hypertrophy mimic or mask infarct patterns in the measurements.")
     else:
