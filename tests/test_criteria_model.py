@@ -1,4 +1,5 @@
-"""The criteria model end to end on the shipped sample: trees on the measured MI criteria,
+"""The criteria model end to end on the shipped sample: the default learner (the blend of the
+additive curves and the smoothed trees on the measured MI criteria), and the additive learner,
 cross-fitted, calibrated, exported as one ONNX graph, scored without scikit-learn or TensorFlow.
 """
 
@@ -50,14 +51,21 @@ def test_one_graph_with_the_contract(criteria_run):
     proto = onnx.load(onnx_path)
     assert [i.name for i in proto.graph.input] == ["mi_features"]
     ops = [n.op_type for n in proto.graph.node]
-    assert ops[:2] == ["TreeEnsembleRegressor", "Sigmoid"]  # then the calibration
+    # the default learner: the curves' table look-ups and the smoothed trees' Erf, no hard
+    # tree ensemble; the probability, then the calibration
+    assert run["config"]["learner"] == "blend"
+    assert "TreeEnsembleRegressor" not in ops and {"Erf", "Floor", "Gather"} <= set(ops)
+    assert "Sigmoid" in ops
     model = Model(onnx_path)
     assert model.contract.features["function"] == FEATURES_VERSION
     assert model.contract.features["names"] == list(FEATURE_NAMES)
     assert run["features"]["fs"] == 100
     card = (onnx_path.parent / "criteria_card.md").read_text()
-    assert "ONNX vs scikit-learn" in card and "most used measurements" in card
-    assert "step functions" in card.split("## Limitations")[1]  # the rate caveat
+    assert "ONNX vs numpy" in card and "the trees' most used" in card
+    assert "generalised additive model" in card and "scored smoothed" in card
+    limits = card.split("## Limitations")[1]
+    assert "both parts are smooth" in limits and "step functions" not in limits
+    assert '"The criteria model, blend learner"' in card
 
 
 def test_scorer_reproduces_training(criteria_run, tmp_path):
@@ -94,14 +102,13 @@ def test_results_carry_the_criteria(criteria_run, tmp_path):
 
 
 def test_rates_agree(criteria_run, tmp_path):
-    """The 500 Hz files, resampled by the scorer, against the 100 Hz files.  Most records
-    score the same, but trees are step functions: a measurement near a split moves a record,
-    and the calibration steepens the steps.  Measured on 2026-12-06 with mi_features/2 (the
-    continuous QS/rS, Q and T readings, R a peak, a PR baseline read between samples): median
-    0.0009, 95th percentile 0.026, largest 0.13, 22 records over 0.02, 4 band changes (with
-    mi_features/1 on 2026-12-04: 0.023, 0.28, 19 and 8).  The issue's target (all within
-    0.02, at most one band change) is NOT met by the trees (the additive learner meets it,
-    test_additive_rates_agree); this holds them to what was measured."""
+    """The 500 Hz files, resampled by the scorer, against the 100 Hz files, for the default
+    learner (the blend).  Measured on 2026-12-06 with mi_features/2: median 0.0004, 95th
+    percentile 0.0062, largest 0.069, 3 records over 0.02, 1 band change: the band target
+    (at most one change) is met, the 0.02 one is not, by three records whose measurements
+    themselves move between the files (a beat kept at one rate and not the other, a count of
+    leads stepping by one).  The hard trees, the default before, measured 0.026, 0.13, 22
+    and 4 (the additive learner alone meets both targets, test_additive_rates_agree)."""
     onnx_path = criteria_run[2]
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     _score(SAMPLE / "records100", onnx_path, a)
@@ -113,9 +120,10 @@ def test_rates_agree(criteria_run, tmp_path):
     print(f"100 vs 500 Hz: median {np.median(d):.4f}, p95 {np.percentile(d, 95):.4f}, "
           f"max {d.max():.3f}, {int((d > 0.02).sum())} over 0.02, {changed} band changes")
     assert np.median(d) < 0.002
-    assert np.percentile(d, 95) < 0.04
-    assert d.max() < 0.2, sorted(d)[-5:]
-    assert changed <= 6
+    assert np.percentile(d, 95) < 0.012
+    assert d.max() < 0.1, sorted(d)[-5:]
+    assert (d > 0.02).sum() <= 6
+    assert changed <= 1
 
 
 def test_scoring_needs_neither_sklearn_nor_tensorflow(criteria_run, tmp_path):
@@ -184,7 +192,7 @@ def test_confidence_zero_treats_the_targets_as_estimates(criteria_run, data_100,
     summary = result.output.strip().splitlines()[-1]
     assert "INFO" not in result.output  # -q: warnings only, though train.log takes INFO
     assert "INFO" in (out / "train.log").read_text()
-    assert summary.startswith("criteria (trees): test ROC AUC") and "epochs" not in summary
+    assert summary.startswith("criteria (blend): test ROC AUC") and "epochs" not in summary
     bands = json.loads((out / "run.json").read_text())["bands"]
     achieved = bands["achieved"]
     assert bands["confidence"] == 0 and achieved["confidence"] == 0.95

@@ -57,16 +57,17 @@ def cli() -> None:
                    "abnormal or not (ECG5000; a one-patient demonstration).")
 @click.option("--arch", type=click.Choice(sorted(ARCHITECTURES) + sorted(BEAT_ARCHITECTURES)),
               default=None,
-              help="mi: criteria (default: gradient-boosted trees on the ECG's measured MI "
-                   "criteria, no TensorFlow), cnnlstm, resnet1d, or seed (the reference "
+              help="mi: criteria (default: a model on the ECG's measured MI criteria, "
+                   "--learner; no TensorFlow), cnnlstm, resnet1d, or seed (the reference "
                    "notebook's model). "
                    "beats: beatcnn (default, on the raw beat) or seed003 (the tutorial's "
                    "features and LSTM).")
-@click.option("--learner", type=click.Choice(LEARNERS), default="trees",
-              show_default=True,
-              help="mi, criteria: gradient-boosted trees, or an additive model (one smooth "
-                   "curve per measurement: a record scores nearly the same from its 100 Hz "
-                   "and 500 Hz files, and each curve can be read on its own).")
+@click.option("--learner", type=click.Choice(LEARNERS), default=None,
+              help="mi, criteria: blend (default: three quarters an additive model, one smooth "
+                   "curve per measurement, plus a quarter smoothed gradient-boosted trees), "
+                   "trees (the smoothed trees alone), or additive (the curves alone: a record "
+                   "scores nearly the same from its 100 Hz and 500 Hz files, and each curve "
+                   "can be read on its own).")
 @click.option("--window", "window_seconds", type=click.FloatRange(0), default=None,
               help="mi: train on random crops of this many seconds and score records by "
                    "sliding windows of it; 0 for whole records [default: the architecture's: "
@@ -151,7 +152,7 @@ def fit(data, out, task, arch, learner, window_seconds, stride_seconds, aggregat
     if arch not in wanted:
         fail(f"--arch {arch} is not a {task} architecture; choose one of {sorted(wanted)}",
              ExitCode.USAGE)
-    if learner != "trees" and arch != "criteria":
+    if learner is not None and arch != "criteria":
         fail(f"--learner {learner} is for --arch criteria, not {arch}", ExitCode.USAGE)
     if task == "beats":
         _fit_beats(data, out, arch, denoiser, cv_folds, repeats, epochs, seed, min_sensitivity,
@@ -160,6 +161,7 @@ def fit(data, out, task, arch, learner, window_seconds, stride_seconds, aggregat
     from train.fit import FitConfig
     from train.fit import fit as run_fit
 
+    learner = learner or FitConfig.learner
     config = FitConfig(arch=arch, learner=learner, train_folds=train_folds, val_folds=val_folds,
                        test_folds=test_folds, epochs=epochs, batch_size=batch_size,
                        learning_rate=learning_rate, seed=seed, min_sensitivity=min_sensitivity,

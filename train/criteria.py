@@ -2,7 +2,7 @@
 
 ``train fit --arch criteria`` trains on :func:`signals.criteria.mi_features` (Q waves, R, S,
 ST at J and J+60 ms, T per lead; QRS duration, heart rate; criteria counts per lead group;
-poor R progression) of each record, at the data's rate, with one of two learners
+poor R progression) of each record, at the data's rate, with one of three learners
 (``--learner``):
 
 - ``trees`` (:class:`CriteriaModel`): the mean log-odds of :data:`BAGS` scikit-learn
@@ -10,17 +10,23 @@ poor R progression) of each record, at the data's rate, with one of two learners
   comparison (depth 3, learning rate 0.05, 200 rounds, at least 20 records a leaf, L2 1.0),
   not tuned on the folds.  Missing measurements (NaN) go down the branch the trees learned
   for them.  Trees are step functions: a measurement a hair's breadth from a split moves the
-  score by a whole step.
+  score by a whole step.  So they are scored smoothed (:data:`TREE_SMOOTHING`): each split's
+  step becomes the chance that the measurement, jittered by Gaussian noise of a fraction of
+  its spread, falls on the split's side, which is exactly the trees' mean over that noise.
 - ``additive`` (:class:`AdditiveModel`): a generalised additive model, the log-odds a sum of
   one smooth curve per measurement (cubic B-splines, :data:`ADDITIVE_SETTINGS`, an L2-penalised
   logistic regression on them).  A small change in a measurement makes a small change in the
   score, so a record scores nearly the same from its 100 Hz and its 500 Hz file; and each
   measurement's curve can be read on its own.  Missing measurements take the training
   records' median.
+- ``blend`` (:class:`BlendModel`, the default): three quarters the additive model's log-odds
+  and a quarter the smoothed trees' (:data:`BLEND_WEIGHT`): the trees' ranking, the curves'
+  steadiness (benchmarks/EXPERIMENTS.md, "Smoothed trees and the blend").
 
-Either goes through the same cross-fitting, calibration and bands as the networks, and exports
-as one ONNX graph (the trees as an ``ai.onnx.ml`` TreeEnsembleRegressor, the curves as
-tables read by linear interpolation; a sigmoid, then the calibration).  The scorer computes
+Each goes through the same cross-fitting, calibration and bands as the networks, and exports
+as one ONNX graph (the smoothed trees as per-split ``Erf`` and per-leaf products of the
+splits' chances, hard trees as an ``ai.onnx.ml`` TreeEnsembleRegressor, the curves as tables
+read by linear interpolation; a sigmoid, then the calibration).  The scorer computes
 the graph's input with the very function training used (the contract names it and its
 version).
 """
@@ -49,6 +55,14 @@ TREE_SETTINGS = {"max_depth": 3, "learning_rate": 0.05, "max_iter": 200,
 #: then score apart); the mean of ten is smoother, and scored better too (benchmarks/
 #: EXPERIMENTS.md, "criteria" against "criteria-single").
 BAGS = 10
+#: The trees are scored smoothed: each split's hard step replaced by the probability that the
+#: measurement, jittered by Gaussian noise of ``TREE_SMOOTHING`` times its spread (standard
+#: deviation) over the training records, falls on the split's left side; the model is then
+#: the exact mean of the trees over that noise, a smooth function of every measurement.
+#: 0 keeps the hard steps.  Chosen on the shipped sample's out-of-fold figures among 0.1-0.5
+#: (benchmarks/EXPERIMENTS.md, "Smoothed trees and the blend"), which score within 0.002 AUC
+#: of each other and of the hard trees; 0.3 moved the fewest records between rates.
+TREE_SMOOTHING = 0.3
 
 #: The additive learner: per measurement a cubic B-spline on ``n_knots`` knots spread evenly
 #: over the training records' range (linear beyond it), the splines' weights by a logistic
@@ -61,6 +75,13 @@ ADDITIVE_SETTINGS = {"n_knots": 4, "degree": 3, "C": 0.01}
 #: read by linear interpolation, and extended beyond the range by its end segments: this
 #: table *is* the model, in numpy and in the graph alike.
 GRID_POINTS = 61
+
+#: The blend learner: the additive model's log-odds weighted ``1 - BLEND_WEIGHT``, the
+#: smoothed trees' ``BLEND_WEIGHT``.  Chosen on the shipped sample's out-of-fold figures
+#: among 0.2, 0.25 and 0.33, which score within 0.003 AUC of each other (benchmarks/
+#: EXPERIMENTS.md, "Smoothed trees and the blend"); a larger weight lets the trees' residual
+#: steepness move more records between rates.
+BLEND_WEIGHT = 0.25
 
 
 def split_features(split, index=slice(None)) -> np.ndarray:
@@ -84,7 +105,7 @@ class _MeasurementModel:
     missing_text = ""
     rate_text = ""
     #: the section of benchmarks/RESULTS.md that measures it (benchmarks/run.py)
-    results_section = "The criteria model"
+    results_section = ""
 
     def __init__(self, fs: int):
         self.fs = int(fs)
@@ -119,7 +140,7 @@ class _MeasurementModel:
                            overwrite=True)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> CriteriaModel | AdditiveModel:
+    def load(cls, path: str | os.PathLike[str]) -> _MeasurementModel:
         """A saved model of either learner (a pickle: load only run folders you made
         yourself)."""
         with open(path, "rb") as f:
@@ -132,49 +153,79 @@ class _MeasurementModel:
         return MODELS[learner](**data)
 
 
-def fit_learner(learner: str, train, seed: int = 0, bags: int | None = None
-                ) -> CriteriaModel | AdditiveModel:
-    """``learner`` (one of :data:`LEARNERS`) on a split's measurements."""
+def fit_learner(learner: str, train, seed: int = 0, bags: int | None = None,
+                smoothing: float | None = None) -> _MeasurementModel:
+    """``learner`` (one of :data:`LEARNERS`) on a split's measurements; ``bags`` and
+    ``smoothing`` are the trees' (None: :data:`BAGS`, :data:`TREE_SMOOTHING`)."""
     if learner not in LEARNERS:
         raise ValueError(f"learner must be one of {LEARNERS}, got {learner!r}")
     if learner == "additive":
         return AdditiveModel.fit(train)
-    return CriteriaModel.fit(train, seed=seed, bags=bags or BAGS)
+    smoothing = TREE_SMOOTHING if smoothing is None else smoothing
+    return MODELS[learner].fit(train, seed=seed, bags=bags or BAGS, smoothing=smoothing)
 
 
-def load_model(path: str | os.PathLike[str]) -> CriteriaModel | AdditiveModel:
+def load_model(path: str | os.PathLike[str]) -> _MeasurementModel:
     """A model saved by :meth:`_MeasurementModel.save`, whichever its learner."""
     return _MeasurementModel.load(path)
 
 
 class CriteriaModel(_MeasurementModel):
     """Trees on the measurements: the mean log-odds of ``estimators`` (boosted models on
-    bootstrap samples, :data:`BAGS`)."""
+    bootstrap samples, :data:`BAGS`), scored smoothed when ``sigma`` is given
+    (:data:`TREE_SMOOTHING`)."""
 
     learner = "trees"
-    #: what the export is checked against
-    reference = "scikit-learn"
+    results_section = "The criteria model, trees learner"
     architecture = "criteria (gradient-boosted trees on signals.criteria measurements)"
     missing_text = "the trees have a branch for it"
-    rate_text = (", and trees are step functions of them: a measurement at a split (a Q "
-                 "duration a sample from a threshold, an ST level a hundredth of a millivolt "
-                 "from one) moves the score by a whole step, so the same ECG scored from a "
-                 "file at another rate can cross a band threshold")
 
-    def __init__(self, estimators: list, fs: int):
+    @property
+    def rate_text(self) -> str:
+        if self.smoothed:
+            return ("; the trees are scored smoothed (their mean over a small jitter of every "
+                    "measurement), so a measurement near a split moves the score a little, "
+                    "not by a whole step, but the trees stay steeper than smooth curves: the "
+                    "same ECG scored from a file at another rate can still cross a band "
+                    "threshold")
+        return (", and trees are step functions of them: a measurement at a split (a Q "
+                "duration a sample from a threshold, an ST level a hundredth of a millivolt "
+                "from one) moves the score by a whole step, so the same ECG scored from a "
+                "file at another rate can cross a band threshold")
+
+    def __init__(self, estimators: list, fs: int, sigma=None):
         super().__init__(fs)
         self.estimators = list(estimators)
+        #: per measurement, the smoothing noise's standard deviation (None: hard steps, as
+        #: run folders from before the smoothing were saved)
+        self.sigma = None if sigma is None else np.asarray(sigma, np.float32)
+        if self.sigma is not None and not (self.sigma > 0).any():
+            self.sigma = None
+        self._soft: dict[str, np.ndarray] | None = None
+
+    @property
+    def smoothed(self) -> bool:
+        return self.sigma is not None
+
+    @property
+    def reference(self) -> str:
+        """What the export is checked against: scikit-learn's own trees, or the smoothed
+        trees' numpy (:meth:`_soft_log_odds`)."""
+        return "numpy" if self.smoothed else "scikit-learn"
 
     @classmethod
-    def fit(cls, train, seed: int = 0, bags: int = BAGS) -> CriteriaModel:
-        return cls.fit_features(split_features(train), train.y, train.fs, seed, bags)
+    def fit(cls, train, seed: int = 0, bags: int = BAGS,
+            smoothing: float = TREE_SMOOTHING) -> CriteriaModel:
+        return cls.fit_features(split_features(train), train.y, train.fs, seed, bags, smoothing)
 
     @classmethod
     def fit_features(cls, f: np.ndarray, y: np.ndarray, fs: int, seed: int = 0,
-                     bags: int = BAGS) -> CriteriaModel:
-        """The model on feature rows ``f`` (``mi_features``) with labels ``y``."""
+                     bags: int = BAGS, smoothing: float = TREE_SMOOTHING) -> CriteriaModel:
+        """The model on feature rows ``f`` (``mi_features``) with labels ``y``, smoothed by
+        ``smoothing`` times each measurement's spread over ``f`` (0: hard steps)."""
         from sklearn.ensemble import HistGradientBoostingClassifier
 
+        f = np.asarray(f, np.float32)
         y = np.asarray(y).astype(int)
         rng = np.random.default_rng(seed)
         estimators = []
@@ -185,22 +236,115 @@ class CriteriaModel(_MeasurementModel):
             est = HistGradientBoostingClassifier(**TREE_SETTINGS, early_stopping=False,
                                                  random_state=seed * 1000 + b)
             estimators.append(est.fit(f[idx], y[idx]))
-        return cls(estimators, fs)
+        sigma = None
+        if smoothing < 0:
+            raise ValueError(f"smoothing must be >= 0, got {smoothing}")
+        if smoothing > 0:
+            with np.errstate(all="ignore"):
+                spread = np.nan_to_num(np.nanstd(f.astype(np.float64), axis=0))
+            sigma = (smoothing * spread).astype(np.float32)
+        return cls(estimators, fs, sigma)
 
     def log_odds(self, f: np.ndarray) -> np.ndarray:
-        """The mean of the boosted models' log-odds, ``(n,)`` float64."""
+        """The mean of the boosted models' log-odds, ``(n,)`` float64: smoothed (the mean over
+        the noise, :meth:`_soft_log_odds`) or, without ``sigma``, scikit-learn's own."""
         f = np.asarray(f, np.float32)
+        if self.smoothed:
+            return self._soft_log_odds(f)
         return np.mean([e._raw_predict(f)[:, 0] for e in self.estimators], axis=0)
 
+    def _soft_arrays(self) -> dict[str, np.ndarray]:
+        """The trees flattened for smoothed scoring, in numpy and in the graph alike: per split
+        its feature, threshold, noise scale and where NaN goes; per leaf its value (divided by
+        the number of boosted models) and its path, as indices into the row
+        ``[P(left) of every split, P(right) of every split, 1]`` (paths shorter than the
+        deepest padded with the 1)."""
+        if self._soft is not None:
+            return self._soft
+        feat, thr, miss, values, paths = [], [], [], [], []
+        scale = 1.0 / len(self.estimators)
+        for est in self.estimators:
+            for (tree,) in est._predictors:
+                nodes = tree.nodes
+                stack = [(0, ())]
+                while stack:
+                    i, path = stack.pop()
+                    node = nodes[i]
+                    if node["is_leaf"]:
+                        values.append(float(node["value"]) * scale)
+                        paths.append(path)
+                        continue
+                    g = len(feat)
+                    feat.append(int(node["feature_idx"]))
+                    thr.append(float(node["num_threshold"]))
+                    miss.append(bool(node["missing_go_to_left"]))
+                    stack += [(int(node["right"]), path + (("right", g),)),
+                              (int(node["left"]), path + (("left", g),))]
+        # boosting splits on binned thresholds, so many splits repeat (the same measurement,
+        # threshold and way for NaN): each distinct split is computed once
+        thr32 = np.asarray([_float32_at_most(t) for t in thr], np.float32)
+        keys = np.stack([np.asarray(feat, np.float64), thr32.astype(np.float64),
+                         np.asarray(miss, np.float64)], axis=1).reshape(-1, 3)
+        distinct, which = np.unique(keys, axis=0, return_inverse=True)
+        which = np.asarray(which).reshape(-1)
+        n = len(distinct)
+        depth = max([len(p) for p in paths] + [1])
+        index = np.full((len(paths), depth), 2 * n, np.int64)
+        for leaf, path in enumerate(paths):
+            for d, (side, g) in enumerate(path):
+                index[leaf, d] = which[g] if side == "left" else n + which[g]
+        feat_a = distinct[:, 0].astype(np.int64)
+        sigma = self.sigma[feat_a] if n else np.zeros(0, np.float32)
+        hard = ~(sigma > 0)
+        self._soft = {
+            "feature": feat_a,
+            # thresholds as float32 at most the float64 one: a hard split then takes
+            # scikit-learn's branch for every float32 input
+            "threshold": distinct[:, 1].astype(np.float32),
+            # 1 / (sigma * sqrt 2): P(left) = (1 + erf((t - x) * inv_scale)) / 2
+            "inv_scale": np.where(hard, 0.0, 1.0 / (np.where(hard, 1.0, sigma) * np.sqrt(2.0))
+                                  ).astype(np.float32),
+            "hard": hard,
+            "missing_left": distinct[:, 2].astype(np.float32),
+            "value": np.asarray(values, np.float64),
+            "path": index,
+            "base": np.array(np.mean([np.asarray(e._baseline_prediction).reshape(-1)[0]
+                                      for e in self.estimators])),
+        }
+        return self._soft
+
+    def _soft_log_odds(self, f: np.ndarray, rows: int = 256) -> np.ndarray:
+        """The smoothed trees' log-odds ``(n,)`` float64: per split ``P(left)`` of the
+        jittered measurement (NaN: the branch the trees learned for missing values), per leaf
+        the product along its path, the leaves' values weighted by those probabilities."""
+        from scipy.special import erf
+
+        a = self._soft_arrays()
+        out = np.empty(len(f))
+        for i in range(0, len(f), rows):
+            x = f[i : i + rows][:, a["feature"]].astype(np.float64)
+            with np.errstate(invalid="ignore"):  # a split on missingness alone: t = inf
+                u = (a["threshold"].astype(np.float64) - x) * a["inv_scale"]
+            left = np.where(a["hard"], (x <= a["threshold"]).astype(np.float64),
+                            0.5 * (1.0 + erf(u)))
+            left = np.where(np.isnan(x), a["missing_left"], left)
+            p = np.concatenate([left, 1.0 - left, np.ones((len(x), 1))], axis=1)
+            reach = p[:, a["path"]].prod(axis=2)
+            out[i : i + rows] = a["base"] + reach @ a["value"]
+        return out
+
     def _state(self) -> dict[str, Any]:
-        return {"estimators": self.estimators}
+        return {"estimators": self.estimators, "sigma": self.sigma}
 
     def describe(self, seed: int) -> str:
         """The model card's sentence on what the model is."""
         return (f"The mean log-odds of {len(self.estimators)} gradient-boosted tree models "
                 "(scikit-learn HistGradientBoostingClassifier, settings fixed in "
-                f"train.criteria.TREE_SETTINGS) fitted on bootstrap samples, seed {seed}; most "
-                "used measurements: "
+                f"train.criteria.TREE_SETTINGS) fitted on bootstrap samples, seed {seed}"
+                + ("; scored smoothed: every split's step replaced by the chance that the "
+                   "measurement, jittered by Gaussian noise of "
+                   "train.criteria.TREE_SMOOTHING times its spread, falls on its side"
+                   if self.smoothed else "") + "; most used measurements: "
                 + ", ".join(f"`{n}` ({k} splits)" for n, k in self.importances(10)) + ".")
 
     def importances(self, top: int = 15) -> list[tuple[str, int]]:
@@ -213,10 +357,13 @@ class CriteriaModel(_MeasurementModel):
         order = np.argsort(-counts, kind="stable")[:top]
         return [(FEATURE_NAMES[i], int(counts[i])) for i in order if counts[i]]
 
-    def to_onnx(self, opset: int = 17) -> Any:
-        """The trees as one ONNX graph: ``mi_features`` float32 ``[batch, F]`` ->
-        ``mi_probability`` float32 ``[batch, 1]`` (before calibration)."""
-        from onnx import TensorProto, helper
+    def onnx_log_odds(self, prefix: str = "") -> tuple[list, list, str]:
+        """The trees' log-odds as ONNX nodes on ``mi_features``: ``(nodes, initializers,
+        output)``, names prefixed by ``prefix``.  Smoothed: :meth:`_soft_log_odds` operation
+        for operation; hard: an ``ai.onnx.ml`` TreeEnsembleRegressor."""
+        if self.smoothed:
+            return self._onnx_soft(prefix)
+        from onnx import helper
 
         attrs: dict[str, list] = {k: [] for k in (
             "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
@@ -244,18 +391,72 @@ class CriteriaModel(_MeasurementModel):
                     attrs["target_weights"].append(float(node["value"]) * scale)
         base = float(np.mean([np.asarray(e._baseline_prediction).reshape(-1)[0]
                               for e in self.estimators]))
+        out = prefix + "log_odds"
         ensemble = helper.make_node(
-            "TreeEnsembleRegressor", [FEATURES_INPUT], ["raw_log_odds"], domain="ai.onnx.ml",
+            "TreeEnsembleRegressor", [FEATURES_INPUT], [out], domain="ai.onnx.ml",
             n_targets=1, aggregate_function="SUM", post_transform="NONE", base_values=[base],
             **attrs)
-        sig = helper.make_node("Sigmoid", ["raw_log_odds"], ["mi_probability"])
-        graph = helper.make_graph(
-            [ensemble, sig], "criteria_trees",
-            [helper.make_tensor_value_info(FEATURES_INPUT, TensorProto.FLOAT,
-                                           ["batch", len(FEATURE_NAMES)])],
-            [helper.make_tensor_value_info("mi_probability", TensorProto.FLOAT, ["batch", 1])])
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
-                                                       helper.make_opsetid("ai.onnx.ml", 3)])
+        return [ensemble], [], out
+
+    def _onnx_soft(self, prefix: str) -> tuple[list, list, str]:
+        """:meth:`_soft_log_odds` as ONNX nodes, with records along the last axis (each
+        split's and each leaf's row of chances is then one contiguous gather)."""
+        from onnx import helper, numpy_helper
+
+        a = self._soft_arrays()
+        k = prefix.__add__
+        consts = {  # per split a column, broadcast against the records
+            "feature": a["feature"], "threshold": a["threshold"][:, None],
+            "inv_scale": a["inv_scale"][:, None], "missing_left": a["missing_left"][:, None],
+            "half": np.array(0.5, np.float32), "one": np.array(1.0, np.float32),
+            "pads": np.array([0, 0, 1, 0], np.int64),
+            "value": a["value"].astype(np.float32)[None, :],
+            "base": np.array([[a["base"]]], np.float32),
+        }
+        for d in range(a["path"].shape[1]):
+            consts[f"path{d}"] = a["path"][:, d]
+        init = [numpy_helper.from_array(np.asarray(v), name=k(n)) for n, v in consts.items()]
+        n = helper.make_node
+        nodes = [
+            n("Transpose", [FEATURES_INPUT], [k("features_t")], perm=[1, 0]),
+            n("Gather", [k("features_t"), k("feature")], [k("x")], axis=0),
+            n("Sub", [k("threshold"), k("x")], [k("gap")]),
+            n("Mul", [k("gap"), k("inv_scale")], [k("u")]),
+            n("Erf", [k("u")], [k("erf")]),
+            n("Add", [k("erf"), k("one")], [k("erf1")]),
+            n("Mul", [k("erf1"), k("half")], [k("soft_left")]),
+        ]
+        left = k("soft_left")
+        if a["hard"].any():  # splits on a measurement that did not vary: a hard step
+            init.append(numpy_helper.from_array(a["hard"][:, None], name=k("hard")))
+            nodes += [n("LessOrEqual", [k("x"), k("threshold")], [k("le")]),
+                      n("Cast", [k("le")], [k("hard_left")], to=1),
+                      n("Where", [k("hard"), k("hard_left"), left], [k("left_h")])]
+            left = k("left_h")
+        nodes += [
+            n("IsNaN", [k("x")], [k("missing")]),
+            n("Where", [k("missing"), k("missing_left"), left], [k("left")]),
+            n("Sub", [k("one"), k("left")], [k("right")]),
+            n("Concat", [k("left"), k("right")], [k("sides")], axis=0),
+            n("Pad", [k("sides"), k("pads"), k("one")], [k("p")], mode="constant"),
+        ]
+        reach = None
+        for d in range(a["path"].shape[1]):
+            nodes.append(n("Gather", [k("p"), k(f"path{d}")], [k(f"on{d}")], axis=0))
+            if reach is None:
+                reach = k(f"on{d}")
+            else:
+                nodes.append(n("Mul", [reach, k(f"on{d}")], [k(f"reach{d}")]))
+                reach = k(f"reach{d}")
+        nodes += [n("MatMul", [k("value"), reach], [k("sum_t")]),
+                  n("Transpose", [k("sum_t")], [k("sum")], perm=[1, 0]),
+                  n("Add", [k("sum"), k("base")], [k("log_odds")])]
+        return nodes, init, k("log_odds")
+
+    def to_onnx(self, opset: int = 17) -> Any:
+        """The trees as one ONNX graph: ``mi_features`` float32 ``[batch, F]`` ->
+        ``mi_probability`` float32 ``[batch, 1]`` (before calibration)."""
+        return _probability_graph(self, "criteria_trees", opset)
 
 
 class AdditiveModel(_MeasurementModel):
@@ -364,56 +565,165 @@ class AdditiveModel(_MeasurementModel):
         return [(FEATURE_NAMES[i], round(float(self.spread[i]), 3)) for i in order
                 if self.spread[i] > 0]
 
-    def to_onnx(self, opset: int = 17) -> Any:
-        """The curves as one ONNX graph: ``mi_features`` float32 ``[batch, F]`` ->
-        ``mi_probability`` float32 ``[batch, 1]`` (before calibration), the operations of
-        :meth:`_contributions` in the same order."""
+    def onnx_log_odds(self, prefix: str = "") -> tuple[list, list, str]:
+        """The curves' log-odds as ONNX nodes on ``mi_features``: ``(nodes, initializers,
+        output)``, names prefixed by ``prefix``; the operations of :meth:`_contributions` in
+        the same order."""
         from onnx import TensorProto, helper, numpy_helper
 
         n_feat, g = self.table.shape
+        k = prefix.__add__
         consts = {
             "median": self.median, "lo": self.lo, "step": self.step,
             "zero": np.array(0.0, np.float32), "top": np.array(g - 2, np.float32),
             "row_start": (np.arange(n_feat) * g).astype(np.int64),
             "one": np.array(1, np.int64), "table_flat": self.table.reshape(-1),
             "intercept": np.array([[self.intercept]], np.float32),
+            "axes": np.array([1], np.int64),
         }
-        init = [numpy_helper.from_array(np.asarray(v), name=k) for k, v in consts.items()]
+        init = [numpy_helper.from_array(np.asarray(v), name=k(n)) for n, v in consts.items()]
         n = helper.make_node
         nodes = [
-            n("IsNaN", [FEATURES_INPUT], ["missing"]),
-            n("Where", ["missing", "median", FEATURES_INPUT], ["x"]),
-            n("Sub", ["x", "lo"], ["x_lo"]),
-            n("Div", ["x_lo", "step"], ["s"]),
-            n("Floor", ["s"], ["s_floor"]),
-            n("Clip", ["s_floor", "zero", "top"], ["i_float"]),
-            n("Sub", ["s", "i_float"], ["frac"]),
-            n("Cast", ["i_float"], ["i"], to=TensorProto.INT64),
-            n("Add", ["i", "row_start"], ["k0"]),
-            n("Add", ["k0", "one"], ["k1"]),
-            n("Gather", ["table_flat", "k0"], ["v0"], axis=0),
-            n("Gather", ["table_flat", "k1"], ["v1"], axis=0),
-            n("Sub", ["v1", "v0"], ["dv"]),
-            n("Mul", ["frac", "dv"], ["fdv"]),
-            n("Add", ["v0", "fdv"], ["terms"]),
-            n("ReduceSum", ["terms", "axes"], ["sum_terms"], keepdims=1),
-            n("Add", ["sum_terms", "intercept"], ["raw_log_odds"]),
-            n("Sigmoid", ["raw_log_odds"], ["mi_probability"]),
+            n("IsNaN", [FEATURES_INPUT], [k("missing")]),
+            n("Where", [k("missing"), k("median"), FEATURES_INPUT], [k("x")]),
+            n("Sub", [k("x"), k("lo")], [k("x_lo")]),
+            n("Div", [k("x_lo"), k("step")], [k("s")]),
+            n("Floor", [k("s")], [k("s_floor")]),
+            n("Clip", [k("s_floor"), k("zero"), k("top")], [k("i_float")]),
+            n("Sub", [k("s"), k("i_float")], [k("frac")]),
+            n("Cast", [k("i_float")], [k("i")], to=TensorProto.INT64),
+            n("Add", [k("i"), k("row_start")], [k("k0")]),
+            n("Add", [k("k0"), k("one")], [k("k1")]),
+            n("Gather", [k("table_flat"), k("k0")], [k("v0")], axis=0),
+            n("Gather", [k("table_flat"), k("k1")], [k("v1")], axis=0),
+            n("Sub", [k("v1"), k("v0")], [k("dv")]),
+            n("Mul", [k("frac"), k("dv")], [k("fdv")]),
+            n("Add", [k("v0"), k("fdv")], [k("terms")]),
+            n("ReduceSum", [k("terms"), k("axes")], [k("sum_terms")], keepdims=1),
+            n("Add", [k("sum_terms"), k("intercept")], [k("log_odds")]),
         ]
-        init.append(numpy_helper.from_array(np.array([1], np.int64), name="axes"))
-        graph = helper.make_graph(
-            nodes, "criteria_additive",
-            [helper.make_tensor_value_info(FEATURES_INPUT, TensorProto.FLOAT,
-                                           ["batch", n_feat])],
-            [helper.make_tensor_value_info("mi_probability", TensorProto.FLOAT, ["batch", 1])],
-            initializer=init)
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        return nodes, init, k("log_odds")
+
+    def to_onnx(self, opset: int = 17) -> Any:
+        """The curves as one ONNX graph: ``mi_features`` float32 ``[batch, F]`` ->
+        ``mi_probability`` float32 ``[batch, 1]`` (before calibration)."""
+        return _probability_graph(self, "criteria_additive", opset)
+
+
+class BlendModel(_MeasurementModel):
+    """The additive model and the smoothed trees together: log-odds ``(1 - weight)`` times the
+    curves' plus ``weight`` times the trees' (:data:`BLEND_WEIGHT`), both fitted on the same
+    training records' measurements.  The curves carry each measurement's own effect and are
+    stable across rates; the trees add what the curves cannot (a Q wave counting for more
+    when ST is elevated in the same group), smoothed so that they too move little with a
+    measurement."""
+
+    learner = "blend"
+    reference = "numpy"
+    architecture = ("criteria (additive curves plus smoothed gradient-boosted trees on "
+                    "signals.criteria measurements)")
+    missing_text = ("the curves take the training records' median, the trees the branch they "
+                    "learned for it")
+    results_section = "The criteria model, blend learner"
+    rate_text = ("; both parts are smooth in them (the trees scored as their mean over a "
+                 "small jitter of every measurement), so the same ECG from a file at another "
+                 "rate scores within a few hundredths, though a beat kept at one rate and "
+                 "dropped at the other still moves the median beat")
+
+    def __init__(self, additive, trees, weight: float, fs: int):
+        super().__init__(fs)
+        self.additive = (additive if isinstance(additive, AdditiveModel)
+                         else AdditiveModel(**additive, fs=fs))
+        self.trees = trees if isinstance(trees, CriteriaModel) else CriteriaModel(**trees, fs=fs)
+        self.weight = float(weight)
+
+    @classmethod
+    def fit(cls, train, seed: int = 0, bags: int = BAGS,
+            smoothing: float = TREE_SMOOTHING) -> BlendModel:
+        return cls.fit_features(split_features(train), train.y, train.fs, seed, bags, smoothing)
+
+    @classmethod
+    def fit_features(cls, f: np.ndarray, y: np.ndarray, fs: int, seed: int = 0,
+                     bags: int = BAGS, smoothing: float = TREE_SMOOTHING) -> BlendModel:
+        """Both parts on feature rows ``f`` (``mi_features``) with labels ``y``."""
+        return cls(AdditiveModel.fit_features(f, y, fs),
+                   CriteriaModel.fit_features(f, y, fs, seed, bags, smoothing),
+                   BLEND_WEIGHT, fs)
+
+    def log_odds(self, f: np.ndarray) -> np.ndarray:
+        """``(1 - weight)`` times the curves' log-odds plus ``weight`` times the trees'."""
+        return ((1.0 - self.weight) * self.additive.log_odds(f)
+                + self.weight * self.trees.log_odds(f))
+
+    def _state(self) -> dict[str, Any]:
+        return {"additive": self.additive._state(), "trees": self.trees._state(),
+                "weight": self.weight}
+
+    def describe(self, seed: int) -> str:
+        """The model card's sentence on what the model is."""
+        return (f"{1 - self.weight:g} times the log-odds of a generalised additive model (one "
+                "curve per measurement, cubic B-splines, logistic regression, "
+                "train.criteria.ADDITIVE_SETTINGS) plus "
+                f"{self.weight:g} times the mean log-odds of {len(self.trees.estimators)} "
+                "gradient-boosted tree models (scikit-learn HistGradientBoostingClassifier, "
+                "train.criteria.TREE_SETTINGS, bootstrap samples, seed "
+                f"{seed}) scored smoothed (train.criteria.TREE_SMOOTHING); the measurements "
+                "that move the curves most: "
+                + ", ".join(f"`{n}` ({v:.2f})" for n, v in self.additive.importances(6))
+                + "; the trees' most used: "
+                + ", ".join(f"`{n}` ({k} splits)" for n, k in self.trees.importances(6)) + ".")
+
+    def importances(self, top: int = 15) -> list[tuple[str, float]]:
+        """The curves' reach (the blend's larger part; the trees': ``self.trees``)."""
+        return self.additive.importances(top)
+
+    def onnx_log_odds(self, prefix: str = "") -> tuple[list, list, str]:
+        """Both parts' nodes (prefixed ``additive_`` and ``trees_``) and their weighted sum."""
+        from onnx import helper, numpy_helper
+
+        a_nodes, a_init, a_out = self.additive.onnx_log_odds(prefix + "additive_")
+        t_nodes, t_init, t_out = self.trees.onnx_log_odds(prefix + "trees_")
+        k = prefix.__add__
+        init = [*a_init, *t_init,
+                numpy_helper.from_array(np.array(1.0 - self.weight, np.float32), k("w_add")),
+                numpy_helper.from_array(np.array(self.weight, np.float32), k("w_trees"))]
+        n = helper.make_node
+        nodes = [*a_nodes, *t_nodes,
+                 n("Mul", [a_out, k("w_add")], [k("add_part")]),
+                 n("Mul", [t_out, k("w_trees")], [k("trees_part")]),
+                 n("Add", [k("add_part"), k("trees_part")], [k("log_odds")])]
+        return nodes, init, k("log_odds")
+
+    def to_onnx(self, opset: int = 17) -> Any:
+        """Both parts as one ONNX graph: ``mi_features`` float32 ``[batch, F]`` ->
+        ``mi_probability`` float32 ``[batch, 1]`` (before calibration)."""
+        return _probability_graph(self, "criteria_blend", opset)
 
 
 #: the learners by name (``train fit --learner``), as saved in a model's pickle
 MODELS: dict[str, type[_MeasurementModel]] = {m.learner: m for m in (CriteriaModel,
-                                                                     AdditiveModel)}
+                                                                     AdditiveModel,
+                                                                     BlendModel)}
 LEARNERS = tuple(MODELS)
+
+
+def _probability_graph(model, name: str, opset: int) -> Any:
+    """``model.onnx_log_odds()`` then a sigmoid, as one graph: ``mi_features`` float32
+    ``[batch, F]`` -> ``mi_probability`` float32 ``[batch, 1]``."""
+    from onnx import TensorProto, helper
+
+    nodes, init, out = model.onnx_log_odds()
+    nodes = [*nodes, helper.make_node("Sigmoid", [out], ["mi_probability"])]
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(FEATURES_INPUT, TensorProto.FLOAT,
+                                       ["batch", len(FEATURE_NAMES)])],
+        [helper.make_tensor_value_info("mi_probability", TensorProto.FLOAT, ["batch", 1])],
+        initializer=init)
+    opsets = [helper.make_opsetid("", opset)]
+    if any(node.domain == "ai.onnx.ml" for node in nodes):
+        opsets.append(helper.make_opsetid("ai.onnx.ml", 3))
+    return helper.make_model(graph, opset_imports=opsets)
 
 
 def _terms(f: np.ndarray, median: np.ndarray, lo: np.ndarray, step: np.ndarray,

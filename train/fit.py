@@ -85,7 +85,9 @@ class FitConfig:
     #: the criteria model: boosted models averaged (None: train.criteria.BAGS)
     bags: int | None = None
     #: the criteria model's learner (train.criteria.LEARNERS)
-    learner: str = "trees"
+    learner: str = "blend"
+    #: the criteria trees' smoothing (None: train.criteria.TREE_SMOOTHING; 0: hard steps)
+    smoothing: float | None = None
 
     def setting(self, name: str) -> Any:
         value = getattr(self, name, None)
@@ -185,7 +187,8 @@ def train_model(
         from train.criteria import fit_learner
 
         t0 = time.perf_counter()
-        model = fit_learner(config.learner, train, seed=config.seed, bags=config.bags)
+        model = fit_learner(config.learner, train, seed=config.seed, bags=config.bags,
+                            smoothing=config.smoothing)
         _LOGGER.info("criteria %s on %d records in %.1f s; most used: %s", config.learner,
                      len(train), time.perf_counter() - t0, ", ".join(
                          f"{n} ({k})" for n, k in model.importances(8)))
