@@ -88,7 +88,7 @@ endif
 $(NET_MODEL): $(NET_RUN)/run.json | setup
 	$(BIN)/train export --run $(NET_RUN) --out $(NET_MODEL) --overwrite
 
-# the criteria model's other learner, which `make bench` measures beside the default
+# the criteria model's other learners, which `make bench` measures beside the default
 ADD_RUN := $(OUT)/run-$(DATASET)-criteria-additive-$(RATE)
 ADD_MODEL := $(OUT)/model-additive.onnx
 $(ADD_RUN)/run.json: $(DATA)/manifest.json | setup
@@ -96,6 +96,14 @@ $(ADD_RUN)/run.json: $(DATA)/manifest.json | setup
 
 $(ADD_MODEL): $(ADD_RUN)/run.json | setup
 	$(BIN)/train export --run $(ADD_RUN) --out $(ADD_MODEL) --overwrite
+
+TREES_RUN := $(OUT)/run-$(DATASET)-criteria-trees-$(RATE)
+TREES_MODEL := $(OUT)/model-trees.onnx
+$(TREES_RUN)/run.json: $(DATA)/manifest.json | setup
+	$(BIN)/train fit --data $(DATA) --out $(TREES_RUN) --arch criteria --learner trees $(FOLDS) --overwrite
+
+$(TREES_MODEL): $(TREES_RUN)/run.json | setup
+	$(BIN)/train export --run $(TREES_RUN) --out $(TREES_MODEL) --overwrite
 
 $(BEATS_DATA)/manifest.json: $(ECG5000) | setup
 	$(BIN)/ingest ecg5000 --input $(ECG5000) --out $(BEATS_DATA) --overwrite
@@ -126,8 +134,8 @@ test: setup browser
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
 
-bench: $(MODEL) $(NET_MODEL) $(ADD_MODEL) | setup
-	$(BIN)/python benchmarks/run.py --out benchmarks/RESULTS.md --network-model $(NET_MODEL) --additive-model $(ADD_MODEL)
+bench: $(MODEL) $(NET_MODEL) $(ADD_MODEL) $(TREES_MODEL) | setup
+	$(BIN)/python benchmarks/run.py --out benchmarks/RESULTS.md --network-model $(NET_MODEL) --additive-model $(ADD_MODEL) --trees-model $(TREES_MODEL)
 
 lint: setup
 	$(BIN)/ruff check schemas common signals ingest train infer tests benchmarks

@@ -51,7 +51,13 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "resnet1d-constant-lr": ({"arch": "resnet1d", "one_cycle": False},
                              "residual CNN, crops, constant learning rate 3e-3"),
     "criteria": ({"arch": "criteria"},
-                 "gradient-boosted trees on the measured MI criteria (signals.criteria)"),
+                 "gradient-boosted trees on the measured MI criteria (signals.criteria), "
+                 "scored smoothed (train.criteria.TREE_SMOOTHING; before 2026-12-06: hard)"),
+    "criteria-hard": ({"arch": "criteria", "smoothing": 0.0},
+                      "the trees with their hard steps (the default before 2026-12-06)"),
+    "criteria-blend": ({"arch": "criteria", "learner": "blend"},
+                       "0.75 times the additive model's log-odds plus 0.25 times the smoothed "
+                       "trees' (train.criteria.BLEND_WEIGHT)"),
     "criteria-single": ({"arch": "criteria", "bags": 1},
                         "one boosted model instead of the mean of ten on bootstrap samples"),
     "criteria-additive": ({"arch": "criteria", "learner": "additive"},

@@ -6,20 +6,28 @@ of each shipped record's 100 Hz file, and of its 500 Hz file brought to 100 Hz b
 resampler) and changes only the learner, out of fold over PTB-XL folds 1-8 (each fold's
 records scored by learners fitted on the other seven):
 
-- ``trees``: the default recipe (:meth:`train.criteria.CriteriaModel.fit_features`, the
-  mean log-odds of :data:`train.criteria.BAGS` boosted models on bootstrap samples);
+- ``trees``: the trees with hard steps (:meth:`train.criteria.CriteriaModel.fit_features`
+  with smoothing 0, the mean log-odds of :data:`train.criteria.BAGS` boosted models on
+  bootstrap samples; the default recipe before 2026-12-06);
 - ``trees-mixrate``: the same, fitted on both files' measurements of the training records;
-- ``trees-smoothed``: the same trees, scored as the mean over 32 fixed jitters of the input
-  (0.1 of each feature's spread), a smoothing that could live in the ONNX graph;
+- ``trees-smoothed-S``: the same trees scored smoothed, the exact mean over Gaussian noise of S
+  times each measurement's spread (``--smoothings``; the ``trees`` learner's default is
+  :data:`train.criteria.TREE_SMOOTHING`);
 - ``logistic``: L2 logistic regression (C 0.003) on standardised, median-imputed measurements,
   a smooth function of them;
-- ``logistic+trees``: the mean of the two log-odds.
+- ``logistic+trees``: the mean of the two log-odds;
+- ``additive``: the additive learner (:class:`train.criteria.AdditiveModel`);
+- ``blend-W``: ``1 - W`` times the additive model's log-odds plus ``W`` times the smoothed
+  trees' (``--weights``; the ``blend`` learner's is :data:`train.criteria.BLEND_WEIGHT`).
 
 Reported: out-of-fold ROC AUC; max, 95th percentile and count over 0.02 of |p100 - p500|;
 band changes with the two thresholds placed at out-of-fold quantiles (three placements, so
 the count does not hang on one lucky pair of thresholds).
 
-    python benchmarks/rate_learners.py --work /tmp/w/bw
+    python benchmarks/rate_learners.py --work /tmp/w/bw --seed 0
+
+Before 2026-12-06 (``mi_features/1``) ``trees-smoothed`` was the mean over 32 fixed jitters of
+0.1 of each spread, not the exact mean.
 """
 
 from __future__ import annotations
@@ -37,7 +45,6 @@ sys.path.insert(0, str(REPO))
 #: (share below the low threshold, share below the high one): the default model's bands on
 #: the shipped records (104 normal, 43 MI of 353), and two more decisive placements
 PLACEMENTS = ((0.295, 0.878), (0.5, 0.85), (0.6, 0.8))
-JITTERS, JITTER_SCALE = 32, 0.1
 
 
 def features(work: Path):
@@ -74,30 +81,41 @@ def _standardise(train: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.clip((np.where(np.isnan(f), med, f) - med) / sd, -5, 5)
 
 
-def out_of_fold(fold, y, fa, fb) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def out_of_fold(fold, y, fa, fb, seed: int = 0, smoothings=(0.3,), weights=(0.25,)
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Out-of-fold log-odds of each learner for the 100 Hz and the 500 Hz measurements."""
     from sklearn.linear_model import LogisticRegression
 
-    from train.criteria import CriteriaModel
+    from train.criteria import TREE_SMOOTHING, AdditiveModel, CriteriaModel
 
-    names = ("trees", "trees-mixrate", "trees-smoothed", "logistic")
+    names = ["trees", "trees-mixrate", *(f"trees-smoothed-{s:g}" for s in smoothings),
+             "logistic", "additive"]
     z = {n: (np.zeros(len(y)), np.zeros(len(y))) for n in names}
-    jitter = np.random.default_rng(123).standard_normal((JITTERS, fa.shape[1]))
+    blend = {w: (np.zeros(len(y)), np.zeros(len(y))) for w in weights}
     for f in np.unique(fold):
         tr, te = np.flatnonzero(fold != f), fold == f
-        trees = CriteriaModel.fit_features(fa[tr], y[tr], 100)
+        trees = CriteriaModel.fit_features(fa[tr], y[tr], 100, seed=seed, smoothing=0)
         mixed = CriteriaModel.fit_features(np.concatenate([fa[tr], fb[tr]]),
-                                           np.concatenate([y[tr], y[tr]]), 100)
-        scale = JITTER_SCALE * np.nan_to_num(np.nanstd(fa[tr], axis=0))
+                                           np.concatenate([y[tr], y[tr]]), 100, seed=seed,
+                                           smoothing=0)
+        smoothed = {s: CriteriaModel(trees.estimators, 100, (
+            s * np.nan_to_num(np.nanstd(fa[tr].astype(np.float64), axis=0))).astype(np.float32))
+            for s in {*smoothings, TREE_SMOOTHING}}
+        additive = AdditiveModel.fit_features(fa[tr], y[tr], 100)
         for i, x in enumerate((fa[te], fb[te])):
             z["trees"][i][te] = trees.log_odds(x)
             z["trees-mixrate"][i][te] = mixed.log_odds(x)
-            jittered = (x[:, None, :] + jitter[None] * scale).reshape(-1, x.shape[1])
-            z["trees-smoothed"][i][te] = trees.log_odds(jittered).reshape(len(x), -1).mean(1)
+            for s in smoothings:
+                z[f"trees-smoothed-{s:g}"][i][te] = smoothed[s].log_odds(x)
+            z["additive"][i][te] = additive.log_odds(x)
+            for w in weights:
+                blend[w][i][te] = ((1 - w) * z["additive"][i][te]
+                                   + w * smoothed[TREE_SMOOTHING].log_odds(x))
         lr = LogisticRegression(C=0.003, max_iter=3000).fit(_standardise(fa[tr], fa[tr]), y[tr])
         z["logistic"][0][te] = lr.decision_function(_standardise(fa[tr], fa[te]))
         z["logistic"][1][te] = lr.decision_function(_standardise(fa[tr], fb[te]))
     z["logistic+trees"] = tuple((z["logistic"][i] + z["trees"][i]) / 2 for i in range(2))
+    z.update({f"blend-{w:g}": v for w, v in blend.items()})
     return z
 
 
@@ -119,6 +137,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/benchwork"),
                     help="where the sample is ingested at 100 and 500 Hz (kept for re-runs)")
+    ap.add_argument("--seed", type=int, default=0, help="the trees' bootstrap seed")
+    ap.add_argument("--smoothings", default="0.1,0.2,0.3,0.5",
+                    help="the smoothed trees' noise, in spreads of each measurement")
+    ap.add_argument("--weights", default="0.2,0.25,0.33",
+                    help="the blend's weights on the smoothed trees")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     fold, y, fa, fb = features(args.work)
@@ -131,7 +154,9 @@ def main() -> None:
     print("\n| learner | out-of-fold AUC | max \\|p100 - p500\\| | 95th pct | over 0.02 | "
           "band changes (" + " / ".join(f"{lo:.0%}-{hi:.0%}" for lo, hi in PLACEMENTS) + ") |")
     print("|---|---|---|---|---|---|")
-    for name, (za, zb) in out_of_fold(fold, y, fa, fb).items():
+    smoothings = tuple(float(v) for v in args.smoothings.split(","))
+    weights = tuple(float(v) for v in args.weights.split(","))
+    for name, (za, zb) in out_of_fold(fold, y, fa, fb, args.seed, smoothings, weights).items():
         print(row(name, y, za, zb), flush=True)
 
 
