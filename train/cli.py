@@ -63,11 +63,11 @@ def cli() -> None:
                    "beats: beatcnn (default, on the raw beat) or seed003 (the tutorial's "
                    "features and LSTM).")
 @click.option("--learner", type=click.Choice(LEARNERS), default=None,
-              help="mi, criteria: blend (default: three quarters an additive model, one smooth "
-                   "curve per measurement, plus a quarter smoothed gradient-boosted trees), "
-                   "trees (the smoothed trees alone), or additive (the curves alone: a record "
-                   "scores nearly the same from its 100 Hz and 500 Hz files, and each curve "
-                   "can be read on its own).")
+              help="mi, criteria: blend (default: 0.75 times the log-odds of an additive "
+                   "model, one smooth curve per measurement, plus 0.25 times those of "
+                   "smoothed gradient-boosted trees), trees (the smoothed trees alone), or "
+                   "additive (the curves alone: a record scores nearly the same from its 100 "
+                   "Hz and 500 Hz files, and each curve can be read on its own).")
 @click.option("--window", "window_seconds", type=click.FloatRange(0), default=None,
               help="mi: train on random crops of this many seconds and score records by "
                    "sliding windows of it; 0 for whole records [default: the architecture's: "
