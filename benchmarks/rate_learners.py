@@ -86,7 +86,7 @@ def out_of_fold(fold, y, fa, fb, seed: int = 0, smoothings=(0.3,), weights=(0.25
     """Out-of-fold log-odds of each learner for the 100 Hz and the 500 Hz measurements."""
     from sklearn.linear_model import LogisticRegression
 
-    from train.criteria import TREE_SMOOTHING, AdditiveModel, CriteriaModel
+    from train.criteria import TREE_SMOOTHING, AdditiveModel, CriteriaModel, noise_scale
 
     names = ["trees", "trees-mixrate", *(f"trees-smoothed-{s:g}" for s in smoothings),
              "logistic", "additive"]
@@ -98,9 +98,8 @@ def out_of_fold(fold, y, fa, fb, seed: int = 0, smoothings=(0.3,), weights=(0.25
         mixed = CriteriaModel.fit_features(np.concatenate([fa[tr], fb[tr]]),
                                            np.concatenate([y[tr], y[tr]]), 100, seed=seed,
                                            smoothing=0)
-        smoothed = {s: CriteriaModel(trees.estimators, 100, (
-            s * np.nan_to_num(np.nanstd(fa[tr].astype(np.float64), axis=0))).astype(np.float32))
-            for s in {*smoothings, TREE_SMOOTHING}}
+        smoothed = {s: CriteriaModel(trees.estimators, 100, noise_scale(fa[tr], s))
+                    for s in {*smoothings, TREE_SMOOTHING}}
         additive = AdditiveModel.fit_features(fa[tr], y[tr], 100)
         for i, x in enumerate((fa[te], fb[te])):
             z["trees"][i][te] = trees.log_odds(x)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,12 @@ class _MeasurementModel:
 
     def __init__(self, fs: int):
         self.fs = int(fs)
+
+    @classmethod
+    def fit(cls, train, **settings):
+        """The model on a split's measurements (``settings``: what the learner's
+        ``fit_features`` takes beyond the rows, labels and rate)."""
+        return cls.fit_features(split_features(train), train.y, train.fs, **settings)
 
     def log_odds(self, f: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -214,17 +221,14 @@ class CriteriaModel(_MeasurementModel):
         return "numpy" if self.smoothed else "scikit-learn"
 
     @classmethod
-    def fit(cls, train, seed: int = 0, bags: int = BAGS,
-            smoothing: float = TREE_SMOOTHING) -> CriteriaModel:
-        return cls.fit_features(split_features(train), train.y, train.fs, seed, bags, smoothing)
-
-    @classmethod
     def fit_features(cls, f: np.ndarray, y: np.ndarray, fs: int, seed: int = 0,
                      bags: int = BAGS, smoothing: float = TREE_SMOOTHING) -> CriteriaModel:
         """The model on feature rows ``f`` (``mi_features``) with labels ``y``, smoothed by
         ``smoothing`` times each measurement's spread over ``f`` (0: hard steps)."""
         from sklearn.ensemble import HistGradientBoostingClassifier
 
+        if smoothing < 0:
+            raise ValueError(f"smoothing must be >= 0, got {smoothing}")
         f = np.asarray(f, np.float32)
         y = np.asarray(y).astype(int)
         rng = np.random.default_rng(seed)
@@ -236,14 +240,7 @@ class CriteriaModel(_MeasurementModel):
             est = HistGradientBoostingClassifier(**TREE_SETTINGS, early_stopping=False,
                                                  random_state=seed * 1000 + b)
             estimators.append(est.fit(f[idx], y[idx]))
-        sigma = None
-        if smoothing < 0:
-            raise ValueError(f"smoothing must be >= 0, got {smoothing}")
-        if smoothing > 0:
-            with np.errstate(all="ignore"):
-                spread = np.nan_to_num(np.nanstd(f.astype(np.float64), axis=0))
-            sigma = (smoothing * spread).astype(np.float32)
-        return cls(estimators, fs, sigma)
+        return cls(estimators, fs, noise_scale(f, smoothing) if smoothing else None)
 
     def log_odds(self, f: np.ndarray) -> np.ndarray:
         """The mean of the boosted models' log-odds, ``(n,)`` float64: smoothed (the mean over
@@ -488,10 +485,6 @@ class AdditiveModel(_MeasurementModel):
         self.spread = np.asarray(spread, np.float64)
 
     @classmethod
-    def fit(cls, train) -> AdditiveModel:
-        return cls.fit_features(split_features(train), train.y, train.fs)
-
-    @classmethod
     def fit_features(cls, f: np.ndarray, y: np.ndarray, fs: int) -> AdditiveModel:
         """The model on feature rows ``f`` (``mi_features``) with labels ``y`` (deterministic:
         no seed, no bagging)."""
@@ -639,11 +632,6 @@ class BlendModel(_MeasurementModel):
         self.weight = float(weight)
 
     @classmethod
-    def fit(cls, train, seed: int = 0, bags: int = BAGS,
-            smoothing: float = TREE_SMOOTHING) -> BlendModel:
-        return cls.fit_features(split_features(train), train.y, train.fs, seed, bags, smoothing)
-
-    @classmethod
     def fit_features(cls, f: np.ndarray, y: np.ndarray, fs: int, seed: int = 0,
                      bags: int = BAGS, smoothing: float = TREE_SMOOTHING) -> BlendModel:
         """Both parts on feature rows ``f`` (``mi_features``) with labels ``y``."""
@@ -706,6 +694,15 @@ MODELS: dict[str, type[_MeasurementModel]] = {m.learner: m for m in (CriteriaMod
                                                                      AdditiveModel,
                                                                      BlendModel)}
 LEARNERS = tuple(MODELS)
+
+
+def noise_scale(f: np.ndarray, smoothing: float = TREE_SMOOTHING) -> np.ndarray:
+    """The smoothed trees' noise per measurement: ``smoothing`` times its standard deviation
+    over the training rows ``f`` (0 where it never varies or is never measured)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column that is all NaN
+        spread = np.nan_to_num(np.nanstd(np.asarray(f, np.float64), axis=0))
+    return (smoothing * spread).astype(np.float32)
 
 
 def _probability_graph(model, name: str, opset: int) -> Any:
