@@ -3,6 +3,8 @@ window keys of the model contract."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -124,18 +126,26 @@ def test_contract_carries_windows_and_old_models_keep_their_meaning():
             ModelContract.from_metadata(_contract(**bad).to_metadata())
 
 
-def test_mixed_rate_copies_are_what_the_scorer_makes_of_the_500hz_files(data_100, tmp_path):
+@pytest.fixture(scope="module")
+def data_500(tmp_path_factory) -> Path:
+    from conftest import SAMPLE
+
+    from ingest import convert_ptbxl
+
+    out = tmp_path_factory.mktemp("d500") / "d500"
+    convert_ptbxl(SAMPLE, out, rate=500, n_jobs=1)
+    return out
+
+
+def test_mixed_rate_copies_are_what_the_scorer_makes_of_the_500hz_files(data_100, data_500):
     """--mix-rate-data: each record's other copy is its 500 Hz file through the scorer's
     resampler (within the int16 storage step of 1 uV), and training batches draw from both."""
     from conftest import SAMPLE
 
     from common.records import read_record
     from infer.preprocess import resample
-    from ingest import convert_ptbxl
     from train.dataset import batches, load_split
 
-    data_500 = tmp_path / "d500"
-    convert_ptbxl(SAMPLE, data_500, rate=500, n_jobs=1)
     split = load_split(data_100, (3,), alt_dir=data_500)
     assert split.alt is not None and split.alt.shape == split.signals.shape
     for i in (0, 5):
@@ -155,6 +165,24 @@ def test_mixed_rate_copies_are_what_the_scorer_makes_of_the_500hz_files(data_100
     np.testing.assert_array_equal(x, split.millivolts())
     with pytest.raises(Exception, match="like the training data"):
         load_split(data_100, (3,), alt_dir=data_100)
+
+
+def test_mixed_rate_criteria_fit_on_both_files_measurements(data_100, data_500):
+    """--mix-rate-data for the criteria model: each training record gives two rows, its
+    100 Hz file's measurements and its resampled 500 Hz file's, not one (nor is the option
+    silently ignored, as it was before 2026-12-06)."""
+    from train.criteria import AdditiveModel, split_features
+    from train.dataset import load_split
+
+    mixed = load_split(data_100, (1, 2), alt_dir=data_500)
+    own = load_split(data_100, (1, 2))
+    fa, fb = split_features(own), split_features(mixed, use_alt=True)
+    assert fa.shape == fb.shape and not np.allclose(fa, fb, equal_nan=True)
+    y2 = np.concatenate([own.y, own.y])
+    rows = np.concatenate([fa, fb])
+    want = AdditiveModel.fit_features(rows, y2, 100).log_odds(rows)
+    np.testing.assert_allclose(AdditiveModel.fit(mixed).log_odds(rows), want, rtol=1e-6)
+    assert not np.allclose(AdditiveModel.fit(own).log_odds(rows), want, rtol=1e-3)
 
 
 def test_resnet1d_and_one_cycle_schedule():

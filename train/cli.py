@@ -82,7 +82,8 @@ def cli() -> None:
               help="mi: the same corpus ingested at another rate (e.g. `ingest ptbxl --rate "
                    "500`). Each training record is drawn from either copy, the other "
                    "resampled by the scorer's own resampler, so 100 Hz and 500 Hz files of a "
-                   "record score alike.")
+                   "record score alike. criteria: every training record gives two rows of "
+                   "measurements, one from each copy.")
 @click.option("--denoiser", type=click.Choice(["none", "median", "bandpass", "wavelet"]),
               default="none", show_default=True,
               help="beats, seed003: filter applied to each beat before its features.")

@@ -85,10 +85,15 @@ GRID_POINTS = 61
 BLEND_WEIGHT = 0.25
 
 
-def split_features(split, index=slice(None)) -> np.ndarray:
-    """:func:`signals.criteria.mi_features` of a split's records, in batches."""
+def split_features(split, index=slice(None), use_alt: bool = False) -> np.ndarray:
+    """:func:`signals.criteria.mi_features` of a split's records, in batches; with
+    ``use_alt``, of their other-rate copies (:attr:`train.dataset.Split.alt`)."""
     idx = np.arange(len(split))[index]
-    parts = [mi_features(split.millivolts(idx[i : i + FEATURE_BATCH]), split.fs)
+
+    def mv(batch: np.ndarray) -> np.ndarray:
+        return split.millivolts(batch, np.ones(len(batch), bool) if use_alt else None)
+
+    parts = [mi_features(mv(idx[i : i + FEATURE_BATCH]), split.fs)
              for i in range(0, len(idx), FEATURE_BATCH)]
     return np.concatenate(parts) if parts else np.zeros((0, len(FEATURE_NAMES)), np.float32)
 
@@ -114,8 +119,14 @@ class _MeasurementModel:
     @classmethod
     def fit(cls, train, **settings):
         """The model on a split's measurements (``settings``: what the learner's
-        ``fit_features`` takes beyond the rows, labels and rate)."""
-        return cls.fit_features(split_features(train), train.y, train.fs, **settings)
+        ``fit_features`` takes beyond the rows, labels and rate).  A split with other-rate
+        copies (``train fit --mix-rate-data``) gives two rows per record, one measured from
+        each file, so the model learns what moves between a record's files as noise."""
+        f, y = split_features(train), train.y
+        if train.alt is not None:
+            f = np.concatenate([f, split_features(train, use_alt=True)])
+            y = np.concatenate([y, y])
+        return cls.fit_features(f, y, train.fs, **settings)
 
     def log_odds(self, f: np.ndarray) -> np.ndarray:
         raise NotImplementedError
