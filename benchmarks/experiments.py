@@ -50,20 +50,24 @@ VARIANTS: dict[str, tuple[dict, str]] = {
                        "residual CNN on whole 10 s records, one-cycle"),
     "resnet1d-constant-lr": ({"arch": "resnet1d", "one_cycle": False},
                              "residual CNN, crops, constant learning rate 3e-3"),
-    "criteria": ({"arch": "criteria"},
+    "criteria": ({"arch": "criteria", "learner": "trees"},
                  "gradient-boosted trees on the measured MI criteria (signals.criteria), "
                  "scored smoothed (train.criteria.TREE_SMOOTHING; before 2026-12-06: hard)"),
-    "criteria-hard": ({"arch": "criteria", "smoothing": 0.0},
+    "criteria-hard": ({"arch": "criteria", "learner": "trees", "smoothing": 0.0},
                       "the trees with their hard steps (the default before 2026-12-06)"),
     "criteria-blend": ({"arch": "criteria", "learner": "blend"},
                        "0.75 times the additive model's log-odds plus 0.25 times the smoothed "
                        "trees' (train.criteria.BLEND_WEIGHT)"),
-    "criteria-single": ({"arch": "criteria", "bags": 1},
+    "criteria-single": ({"arch": "criteria", "learner": "trees", "bags": 1},
                         "one boosted model instead of the mean of ten on bootstrap samples"),
+    "criteria-blend-mixrate": ({"arch": "criteria", "learner": "blend",
+                                "mix_rate_data": "{work}/sample-500"},
+                               "the blend fitted on both files' measurements, two rows per "
+                               "training record (`--mix-rate-data`)"),
     "criteria-additive": ({"arch": "criteria", "learner": "additive"},
                           "an additive model on the same measurements: one smooth curve per "
                           "measurement (train.criteria.ADDITIVE_SETTINGS)"),
-    "both": ({"arch": "criteria"},
+    "both": ({"arch": "criteria", "learner": "trees"},
              "mean log-odds of `cnnlstm` and `criteria`, each out of fold (no fitted weights)"),
     "both-additive": ({"arch": "criteria", "learner": "additive"},
                       "mean log-odds of `cnnlstm` and `criteria-additive`, each out of fold"),

@@ -18,13 +18,23 @@ records scored by learners fitted on the other seven):
 - ``logistic+trees``: the mean of the two log-odds;
 - ``additive``: the additive learner (:class:`train.criteria.AdditiveModel`);
 - ``blend-W``: ``1 - W`` times the additive model's log-odds plus ``W`` times the smoothed
-  trees' (``--weights``; the ``blend`` learner's is :data:`train.criteria.BLEND_WEIGHT`).
+  trees' (``--weights``; the ``blend`` learner's is :data:`train.criteria.BLEND_WEIGHT`);
+- ``blend-mixrate``: the blend at its default weight fitted on both files' measurements, two
+  rows per training record (``train fit --mix-rate-data``).
 
-Reported: out-of-fold ROC AUC; max, 95th percentile and count over 0.02 of |p100 - p500|;
-band changes with the two thresholds placed at out-of-fold quantiles (three placements, so
-the count does not hang on one lucky pair of thresholds).
+Reported: out-of-fold ROC AUC; max, 95th percentile and count over 0.02 of |p100 - p500|,
+before calibration and (max and count) after a Platt calibration fitted on the out-of-fold
+100 Hz predictions, as ``train fit`` calibrates: the curves' log-odds are shrunk, so the
+calibration's slope (2.35 in the exported blend's contract) stretches every difference, and
+the exported model's figures are the calibrated ones; band changes with the two thresholds placed at
+out-of-fold quantiles (three placements, so the count does not hang on one lucky pair of
+thresholds).
 
     python benchmarks/rate_learners.py --work /tmp/w/bw --seed 0
+
+``--measure NAME=VALUE`` screens the measurement itself: it changes a constant of
+:mod:`signals.criteria` for the run (``--measure ONSET_FRACTION=0.08``, benchmarks/
+EXPERIMENTS.md "The QRS onset threshold").
 
 Before 2026-12-06 (``mi_features/1``) ``trees-smoothed`` was the mean over 32 fixed jitters of
 0.1 of each spread, not the exact mean.
@@ -81,55 +91,90 @@ def _standardise(train: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.clip((np.where(np.isnan(f), med, f) - med) / sd, -5, 5)
 
 
-def out_of_fold(fold, y, fa, fb, seed: int = 0, smoothings=(0.3,), weights=(0.25,)
-                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Out-of-fold log-odds of each learner for the 100 Hz and the 500 Hz measurements."""
+def out_of_fold(fold, y, fa, fb, seed: int = 0, smoothings=(0.3,), weights=(0.25,),
+                blend_only: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Out-of-fold log-odds of each learner for the 100 Hz and the 500 Hz measurements
+    (``blend_only``: the additive model and the blends alone, a quicker screen)."""
     from sklearn.linear_model import LogisticRegression
 
-    from train.criteria import TREE_SMOOTHING, AdditiveModel, CriteriaModel, noise_scale
+    from train.criteria import TREE_SMOOTHING, AdditiveModel, BlendModel, CriteriaModel, noise_scale
 
     names = ["trees", "trees-mixrate", *(f"trees-smoothed-{s:g}" for s in smoothings),
-             "logistic", "additive"]
+             "logistic", "additive", "blend-mixrate"]
+    if blend_only:
+        names, smoothings = ["additive", "blend-mixrate"], ()
     z = {n: (np.zeros(len(y)), np.zeros(len(y))) for n in names}
     blend = {w: (np.zeros(len(y)), np.zeros(len(y))) for w in weights}
     for f in np.unique(fold):
         tr, te = np.flatnonzero(fold != f), fold == f
         trees = CriteriaModel.fit_features(fa[tr], y[tr], 100, seed=seed, smoothing=0)
-        mixed = CriteriaModel.fit_features(np.concatenate([fa[tr], fb[tr]]),
-                                           np.concatenate([y[tr], y[tr]]), 100, seed=seed,
-                                           smoothing=0)
+        # what `train fit --mix-rate-data` fits: both files' rows; its hard trees too
+        mixed_blend = BlendModel.fit_features(np.concatenate([fa[tr], fb[tr]]),
+                                              np.concatenate([y[tr], y[tr]]), 100, seed=seed)
+        mixed = CriteriaModel(mixed_blend.trees.estimators, 100)
         smoothed = {s: CriteriaModel(trees.estimators, 100, noise_scale(fa[tr], s))
                     for s in {*smoothings, TREE_SMOOTHING}}
         additive = AdditiveModel.fit_features(fa[tr], y[tr], 100)
         for i, x in enumerate((fa[te], fb[te])):
-            z["trees"][i][te] = trees.log_odds(x)
-            z["trees-mixrate"][i][te] = mixed.log_odds(x)
+            if not blend_only:
+                z["trees"][i][te] = trees.log_odds(x)
+                z["trees-mixrate"][i][te] = mixed.log_odds(x)
             for s in smoothings:
                 z[f"trees-smoothed-{s:g}"][i][te] = smoothed[s].log_odds(x)
             z["additive"][i][te] = additive.log_odds(x)
+            z["blend-mixrate"][i][te] = mixed_blend.log_odds(x)
             for w in weights:
                 blend[w][i][te] = ((1 - w) * z["additive"][i][te]
                                    + w * smoothed[TREE_SMOOTHING].log_odds(x))
+        if blend_only:
+            continue
         lr = LogisticRegression(C=0.003, max_iter=3000).fit(_standardise(fa[tr], fa[tr]), y[tr])
         z["logistic"][0][te] = lr.decision_function(_standardise(fa[tr], fa[te]))
         z["logistic"][1][te] = lr.decision_function(_standardise(fa[tr], fb[te]))
-    z["logistic+trees"] = tuple((z["logistic"][i] + z["trees"][i]) / 2 for i in range(2))
+    if not blend_only:
+        z["logistic+trees"] = tuple((z["logistic"][i] + z["trees"][i]) / 2 for i in range(2))
     z.update({f"blend-{w:g}": v for w, v in blend.items()})
     return z
 
 
 def row(name: str, y, za, zb) -> str:
+    """One learner's line: AUC; the two files' agreement before calibration and after a Platt
+    calibration fitted on these out-of-fold 100 Hz predictions (as ``train fit`` calibrates
+    on out-of-fold predictions; the slope it finds stretches every difference); band changes
+    before calibration (a monotone calibration moves thresholds and scores alike)."""
     from sklearn.metrics import roc_auc_score
+
+    from train.calibrate import fit_calibrator
 
     pa, pb = 1 / (1 + np.exp(-za)), 1 / (1 + np.exp(-zb))
     d = np.abs(pa - pb)
+    cal = fit_calibrator("platt", pa, y)
+    dc = np.abs(cal(pa) - cal(pb))
     changes = []
     for lo, hi in PLACEMENTS:
         t = np.quantile(pa, [lo, hi])
         changes.append(int(sum(((pa > v) != (pb > v)).sum() for v in t)))
     return (f"| `{name}` | {roc_auc_score(y, pa):.3f} | {d.max():.3f} | "
-            f"{np.percentile(d, 95):.4f} | {(d > 0.02).sum()} | "
-            f"{' / '.join(map(str, changes))} |")
+            f"{np.percentile(d, 95):.4f} | {(d > 0.02).sum()} | {dc.max():.3f} | "
+            f"{(dc > 0.02).sum()} | {' / '.join(map(str, changes))} |")
+
+
+def set_measurement(settings: list[str]) -> list[str]:
+    """``NAME=VALUE`` pairs set as constants of :mod:`signals.criteria` for this run (a
+    screen of the measurement itself; an exported model always measures with its contract's
+    ``mi_features`` version).  Returns them as text for the report."""
+    import signals.criteria as sc
+
+    done = []
+    for item in settings:
+        name, _, value = item.partition("=")
+        if not hasattr(sc, name) or not isinstance(getattr(sc, name), float):
+            raise SystemExit(f"--measure {item!r}: signals.criteria has no float constant "
+                             f"{name!r}; one of e.g. ONSET_FRACTION, END_FRACTION, "
+                             "MIN_BEAT_CORRELATION")
+        setattr(sc, name, float(value))
+        done.append(f"{name}={float(value):g}")
+    return done
 
 
 def main() -> None:
@@ -141,8 +186,16 @@ def main() -> None:
                     help="the smoothed trees' noise, in spreads of each measurement")
     ap.add_argument("--weights", default="0.2,0.25,0.33",
                     help="the blend's weights on the smoothed trees")
+    ap.add_argument("--measure", action="append", default=[], metavar="NAME=VALUE",
+                    help="measure with a signals.criteria constant changed, e.g. "
+                         "ONSET_FRACTION=0.08 (repeatable; a screen, not what a model uses)")
+    ap.add_argument("--blend-only", action="store_true",
+                    help="only the additive model and the blends (a quicker screen)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", category=RuntimeWarning)
+    changed = set_measurement(args.measure)
+    if changed:
+        print("measured with " + ", ".join(changed))
     fold, y, fa, fb = features(args.work)
     from signals.criteria import FEATURE_NAMES
 
@@ -151,11 +204,13 @@ def main() -> None:
     print(f"{len(y)} records, {int(y.sum())} MI; {int(flips.sum())} records meet a criterion "
           f"in a different number of leads from their 500 Hz file than from their 100 Hz one")
     print("\n| learner | out-of-fold AUC | max \\|p100 - p500\\| | 95th pct | over 0.02 | "
-          "band changes (" + " / ".join(f"{lo:.0%}-{hi:.0%}" for lo, hi in PLACEMENTS) + ") |")
-    print("|---|---|---|---|---|---|")
+          "calibrated: max | calibrated: over 0.02 | band changes ("
+          + " / ".join(f"{lo:.0%}-{hi:.0%}" for lo, hi in PLACEMENTS) + ") |")
+    print("|---|---|---|---|---|---|---|---|")
     smoothings = tuple(float(v) for v in args.smoothings.split(","))
     weights = tuple(float(v) for v in args.weights.split(","))
-    for name, (za, zb) in out_of_fold(fold, y, fa, fb, args.seed, smoothings, weights).items():
+    for name, (za, zb) in out_of_fold(fold, y, fa, fb, args.seed, smoothings, weights,
+                                      args.blend_only).items():
         print(row(name, y, za, zb), flush=True)
 
 
