@@ -633,7 +633,8 @@ class BlendModel(_MeasurementModel):
     rate_text = ("; both parts are smooth in them (the trees scored as their mean over a "
                  "small jitter of every measurement), so the same ECG from a file at another "
                  "rate scores within a few hundredths, though a beat kept at one rate and "
-                 "dropped at the other still moves the median beat")
+                 "dropped at the other, or a QRS onset read a few milliseconds apart, still "
+                 "moves the measurements the trees read")
 
     def __init__(self, additive, trees, weight: float, fs: int):
         super().__init__(fs)
