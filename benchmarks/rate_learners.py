@@ -26,15 +26,15 @@ Reported: out-of-fold ROC AUC; max, 95th percentile and count over 0.02 of |p100
 before calibration and (max and count) after a Platt calibration fitted on the out-of-fold
 100 Hz predictions, as ``train fit`` calibrates: the curves' log-odds are shrunk, so the
 calibration's slope (2.35 in the exported blend's contract) stretches every difference, and
-the exported model's figures are the calibrated ones; band changes with the two thresholds placed at
-out-of-fold quantiles (three placements, so the count does not hang on one lucky pair of
-thresholds).
+the exported model's figures are the calibrated ones; band changes with the two thresholds
+placed at out-of-fold quantiles (three placements, so the count does not hang on one lucky
+pair of thresholds).
 
     python benchmarks/rate_learners.py --work /tmp/w/bw --seed 0
 
 ``--measure NAME=VALUE`` screens the measurement itself: it changes a constant of
-:mod:`signals.criteria` for the run (``--measure ONSET_FRACTION=0.08``, benchmarks/
-EXPERIMENTS.md "The QRS onset threshold").
+:mod:`signals.criteria` for the run (``--measure ONSET_FRACTION=0.08``; benchmarks/
+EXPERIMENTS.md, "The calibrated harness, the QRS onset, and both rates' measurements").
 
 Before 2026-12-06 (``mi_features/1``) ``trees-smoothed`` was the mean over 32 fixed jitters of
 0.1 of each spread, not the exact mean.
