@@ -1425,7 +1425,7 @@ def _ort_alone(model: Path, layout: str, n: int = 8192, batch: int = 64) -> floa
     thread per core, ``"processes"`` one one-thread session per core in as many processes."""
     code = (
         "import sys, time, numpy as np, onnxruntime as ort\n"
-        "threads, n, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])\n"
+        "threads, lo, hi, batch = map(int, sys.argv[1:5]); n = hi - lo\n"
         "o = ort.SessionOptions(); o.intra_op_num_threads = threads\n"
         "o.inter_op_num_threads = 1; o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL\n"
         f"s = ort.InferenceSession({str(model)!r}, sess_options=o, "
@@ -1436,11 +1436,20 @@ def _ort_alone(model: Path, layout: str, n: int = 8192, batch: int = 64) -> floa
         "t = time.perf_counter()\n"
         "for k in range(0, n, batch): s.run(None, {i.name: x[k:k + batch]})\n"
         "print(n / (time.perf_counter() - t))\n")
+    return _windows_per_second(code, layout, n, batch)
+
+
+def _windows_per_second(code: str, layout: str, n: int, batch: int) -> float:
+    """Run ``code`` (argv: threads, first and end window, batch; it prints windows/s) over
+    ``n`` windows: ``"threads"`` one process with a thread per core, ``"processes"`` one
+    one-thread process per core, each on its share.  Returns the total windows/s."""
     cores = len(os.sched_getaffinity(0))
     if layout == "threads":
-        procs = [[sys.executable, "-c", code, str(cores), str(n), str(batch)]]
+        procs = [[sys.executable, "-c", code, str(cores), "0", str(n), str(batch)]]
     else:
-        procs = [[sys.executable, "-c", code, "1", str(n // cores), str(batch)]] * cores
+        step = n // cores
+        procs = [[sys.executable, "-c", code, "1", str(k * step), str((k + 1) * step),
+                  str(batch)] for k in range(cores)]
     running = [subprocess.Popen(p, stdout=subprocess.PIPE, text=True) for p in procs]
     return sum(float(p.communicate()[0]) for p in running)
 
@@ -1470,15 +1479,7 @@ def _model_alone(model: Path, layout: str, work: Path, n: int = 8192, batch: int
         "t = time.perf_counter()\n"
         "for k in range(0, len(x), batch): m.predict(x[k:k + batch])\n"
         "print(len(x) / (time.perf_counter() - t))\n")
-    cores = len(os.sched_getaffinity(0))
-    if layout == "threads":
-        procs = [[sys.executable, "-c", code, str(cores), "0", str(n), str(batch)]]
-    else:
-        step = n // cores
-        procs = [[sys.executable, "-c", code, "1", str(k * step), str((k + 1) * step),
-                  str(batch)] for k in range(cores)]
-    running = [subprocess.Popen(p, stdout=subprocess.PIPE, text=True) for p in procs]
-    return sum(float(p.communicate()[0]) for p in running)
+    return _windows_per_second(code, layout, n, batch)
 
 
 def _floors(records100: Path, records500: Path, csv_dir: Path, model: Path,
