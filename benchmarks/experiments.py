@@ -156,6 +156,22 @@ def run(name: str, data: Path, seed: int = 0) -> dict:
     }
 
 
+def key(r: dict) -> str:
+    """A result's key in ``--json``: variant, seed and, for a criteria variant, the version of
+    the measurements it read (so a new version adds rows beside the old ones)."""
+    return f"{r['variant']}/seed{r['seed']}" + (f"/{_version(r)}" if "features" in r else "")
+
+
+def _version(r: dict) -> str:
+    return r["features"].rsplit(".", 1)[-1]
+
+
+def label(r: dict) -> str:
+    """``variant`` (seed N[, mi_features/V]): a result's name in the tables."""
+    return (f"`{r['variant']}` (seed {r['seed']}"
+            + (f", {_version(r)})" if "features" in r else ")"))
+
+
 def row(r: dict) -> str:
     return (f"| `{r['variant']}` | {r['what']} | **{r['oof_roc_auc']:.3f}** "
             f"({r['oof_roc_auc_ci95'][0]:.3f}-{r['oof_roc_auc_ci95'][1]:.3f}) | "
@@ -183,7 +199,7 @@ def trade_row(r: dict) -> str:
     def cell(t: dict) -> str:
         return f"**{t['borderline']:.0%}** ({t['mi_in_normal']:.1%}, {t['non_mi_in_mi']:.1%})"
 
-    return (f"| `{r['variant']}` (seed {r['seed']}) | {r['at_targets']['borderline']:.0%} | "
+    return (f"| {label(r)} | {r['at_targets']['borderline']:.0%} | "
             f"{cell(r['point_95_95'])} | {cell(r['point_90_95'])} | "
             f"{cell(r['point_90_90']) if 'point_90_90' in r else 'not recorded'} |")
 
@@ -199,10 +215,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.table:
         print(HEADER)
-        for r in json.loads(args.json.read_text()).values():
-            print(row(r).replace(f"| `{r['variant']}` |", f"| `{r['variant']}` (seed "
-                                                           f"{r['seed']}) |", 1))
-        traded = [r for r in json.loads(args.json.read_text()).values() if "point_90_95" in r]
+        everything = json.loads(args.json.read_text()).values()
+        for r in everything:
+            print(row(r).replace(f"| `{r['variant']}` |", f"| {label(r)} |", 1))
+        traded = [r for r in everything if "point_90_95" in r]
         if traded:
             print("\n" + TRADE_HEADER)
             print("\n".join(trade_row(r) for r in traded))
@@ -215,10 +231,11 @@ def main() -> None:
             convert_ptbxl(REPO / "data" / "ptbxl-sample", args.work / f"sample-{rate}",
                           rate=rate, n_jobs=1)
     results = json.loads(args.json.read_text()) if args.json.exists() else {}
+    results = {key(r): r for r in results.values()}
     print(HEADER, flush=True)
     for name in args.only.split(","):
         r = run(name, data, args.seed)
-        results[f"{name}/seed{args.seed}"] = r
+        results[key(r)] = r
         args.json.write_text(json.dumps(results, indent=1) + "\n")
         print(row(r), flush=True)
 
