@@ -59,7 +59,7 @@ class ModelContract:
     beat: dict[str, Any] = field(default_factory=dict)
     #: models on measurements (``arch`` criteria): the graph's input ``input`` is
     #: ``float32[batch, len(names)]``, the columns ``names`` of ``function`` (a versioned name
-    #: such as ``signals.criteria.mi_features/2``) taken from each window of the record at
+    #: such as ``signals.criteria.mi_features/3``) taken from each window of the record at
     #: ``fs``; empty for models that take the waveform
     features: dict[str, Any] = field(default_factory=dict)
 

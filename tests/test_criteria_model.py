@@ -101,14 +101,19 @@ def test_results_carry_the_criteria(criteria_run, tmp_path):
     assert all(r["st_max_mv"] >= r["st_min_mv"] for r in rows if r["st_max_mv"] is not None)
 
 
-def test_rates_agree(criteria_run, tmp_path):
+def test_rates_agree(criteria_run, data_100, tmp_path):
     """The 500 Hz files, resampled by the scorer, against the 100 Hz files, for the default
-    learner (the blend).  Measured on 2026-12-06 with mi_features/2: median 0.0004, 95th
-    percentile 0.0062, largest 0.069, 3 records over 0.02, 1 band change: the band target
-    (at most one change) is met, the 0.02 one is not, by three records whose measurements
-    themselves move between the files (a beat kept at one rate and not the other, a count of
-    leads stepping by one).  The hard trees, the default before, measured 0.026, 0.13, 22
-    and 4 (the additive learner alone meets both targets, test_additive_rates_agree)."""
+    learner (the blend).  Measured on 2026-12-07 with mi_features/3: median 0.0003, 95th
+    percentile 0.0066, largest 0.045, 2 records over 0.02, 1 band change, and the 88
+    records of the validation and test folds, which the model did not train on, within
+    0.0097: the band target (at most one change) is met, and the 0.02 one on every record
+    the model has not seen; the two over it are training records (a Q in aVF read 0.04 mV
+    deep in one file and 0.06 in the other, at a split the trees learned from that record).
+    With mi_features/2 (the clinical QRS onset for the model too): 0.069, 3 over 0.02, and
+    0.041 on the unseen records.  The hard trees, the default before, measured 0.026, 0.13,
+    22 and 4 (the additive learner alone meets both targets, test_additive_rates_agree)."""
+    from train.dataset import load_split
+
     onnx_path = criteria_run[2]
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     _score(SAMPLE / "records100", onnx_path, a)
@@ -121,9 +126,14 @@ def test_rates_agree(criteria_run, tmp_path):
           f"max {d.max():.3f}, {int((d > 0.02).sum())} over 0.02, {changed} band changes")
     assert np.median(d) < 0.002
     assert np.percentile(d, 95) < 0.012
-    assert d.max() < 0.1, sorted(d)[-5:]
-    assert (d > 0.02).sum() <= 6
+    assert d.max() < 0.07, sorted(d)[-5:]
+    assert (d > 0.02).sum() <= 4
     assert changed <= 1
+    unseen = {str(int(i)) for i in load_split(data_100, SAMPLE_FOLDS["val_folds"]
+                                              + SAMPLE_FOLDS["test_folds"]).ecg_id}
+    d_unseen = np.array([abs(ra[k]["mi_probability"] - rb[k]["mi_probability"])
+                         for k in ra if k in unseen])
+    assert len(d_unseen) == 88 and d_unseen.max() < 0.02, sorted(d_unseen)[-3:]
 
 
 def test_scoring_needs_neither_sklearn_nor_tensorflow(criteria_run, tmp_path):
@@ -323,8 +333,9 @@ def test_learner_is_for_the_criteria_arch(data_100, tmp_path):
 def test_additive_rates_agree(additive_run, tmp_path):
     """The 500 Hz files, resampled by the scorer, against the 100 Hz files, for the additive
     learner: the issue's target, every record within 0.02 and at most one band change.
-    Measured on 2026-12-06 with mi_features/2 and the curves on the measurements only (no
-    counts of leads): 95th percentile 0.0055, largest 0.015, none over 0.02, no band change.
+    Measured on 2026-12-07 with mi_features/3 and the curves on the measurements only (no
+    counts of leads): 95th percentile 0.0051, largest 0.015, none over 0.02, one band change
+    (mi_features/2: 0.0055, 0.015, none, none).
     (On 2026-12-05, with mi_features/1 and the counts: largest 0.24, 6 over 0.02, 1 band
     change, from two records read as QS at one rate and rS at the other, and from counts
     stepping by a lead.)"""

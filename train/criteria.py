@@ -632,9 +632,10 @@ class BlendModel(_MeasurementModel):
     results_section = "The criteria model, blend learner"
     rate_text = ("; both parts are smooth in them (the trees scored as their mean over a "
                  "small jitter of every measurement), so the same ECG from a file at another "
-                 "rate scores within a few hundredths, though a beat kept at one rate and "
-                 "dropped at the other, or a QRS onset read a few milliseconds apart, still "
-                 "moves the measurements the trees read")
+                 "rate scores within a few hundredths, though a measurement read a little "
+                 "differently from the two files (a beat kept at one rate and dropped at "
+                 "the other, a Q a few hundredths of a millivolt deeper) can still move the "
+                 "trees' part, most on a record the trees learned a split from")
 
     def __init__(self, additive, trees, weight: float, fs: int):
         super().__init__(fs)
