@@ -364,7 +364,9 @@ def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, 
                   f"measurements `{f['function']}` takes from a record (12 leads in mV, "
                   f"{', '.join(contract.leads)}, at {contract.fs} Hz after the scorer's "
                   "resampling): per lead Q duration and depth, R, S, ST at J and J+60 ms, T "
-                  "(against the PR baseline of the median beat); QRS duration and heart rate; "
+                  "(against the PR baseline of the median beat, timed from the model's own "
+                  "QRS onset, where the QRS rises steeply, not the results table's); QRS "
+                  "duration and heart rate; "
                   "leads meeting each criterion per lead group; poor R progression. NaN where "
                   f"not measurable ({model.missing_text}). Each window below is "
                   "measured on its own.")
