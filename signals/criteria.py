@@ -162,7 +162,7 @@ class Measurements:
     n_beats: np.ndarray  # (n,) beats in the median (after dropping odd ones)
     reason: list[str | None] = field(default_factory=list)  # why a record was not measured
     #: the same median beats read from the model's QRS onset (:data:`MODEL_ONSET_FRACTION`):
-    #: what :meth:`features` returns; None where the clinical reading is the model's
+    #: what :meth:`features` returns; None when nothing was measured (records under 1 s)
     model: Measurements | None = None
     median: np.ndarray | None = None  # (n, W, 12) the median beats, PR baseline at 0
     onset: np.ndarray | None = None  # (n,) QRS onset, fractional sample of the median beat
