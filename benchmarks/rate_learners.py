@@ -33,8 +33,10 @@ pair of thresholds).
     python benchmarks/rate_learners.py --work /tmp/w/bw --seed 0
 
 ``--measure NAME=VALUE`` screens the measurement itself: it changes a constant of
-:mod:`signals.criteria` for the run (``--measure ONSET_FRACTION=0.08``; benchmarks/
-EXPERIMENTS.md, "The calibrated harness, the QRS onset, and both rates' measurements").
+:mod:`signals.criteria` for the run (``--measure ONSET_FRACTION=0.08``, the clinical onset;
+``--measure MODEL_ONSET_SHIFT_S=0.005``, the model's; benchmarks/EXPERIMENTS.md, "The
+calibrated harness, the QRS onset, and both rates' measurements" and "A repeatable onset for
+the model").
 
 Before 2026-12-06 (``mi_features/1``) ``trees-smoothed`` was the mean over 32 fixed jitters of
 0.1 of each spread, not the exact mean.
