@@ -253,7 +253,8 @@ def _measure_criteria(out: list, contract: ModelContract) -> None:
             x = np.stack([out[k][1][0] for k in part])
             absent = np.array([[lead in out[k][0]["leads_filled"].split(",")
                                 for lead in contract.leads] for k in part])
-            m = measure(x, contract.fs, absent)
+            m = measure(x, contract.fs, absent,
+                        readings="both" if contract.features else "clinical")
             feats = m.features() if contract.features else None
             for j, (k, summary) in enumerate(zip(part, m.summary(), strict=True)):
                 row, (signal, starts, length, _) = out[k]

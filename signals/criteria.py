@@ -162,7 +162,8 @@ class Measurements:
     n_beats: np.ndarray  # (n,) beats in the median (after dropping odd ones)
     reason: list[str | None] = field(default_factory=list)  # why a record was not measured
     #: the same median beats read from the model's QRS onset (:data:`MODEL_ONSET_FRACTION`):
-    #: what :meth:`features` returns; None when nothing was measured (records under 1 s)
+    #: what :meth:`features` returns; None when nothing was measured (records under 1 s) or
+    #: only one reading was asked for (:func:`measure`'s ``readings``)
     model: Measurements | None = None
     median: np.ndarray | None = None  # (n, W, 12) the median beats, PR baseline at 0
     onset: np.ndarray | None = None  # (n,) QRS onset, fractional sample of the median beat
@@ -417,10 +418,15 @@ def _first(cond: np.ndarray, axis: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 
 def measure(x: np.ndarray, fs: float, absent: np.ndarray | None = None,
-            keep_median: bool = False) -> Measurements:
+            keep_median: bool = False, readings: str = "both") -> Measurements:
     """Measure a batch ``x`` ``(n, T, 12)`` in mV, leads in :data:`schemas.LEADS` order, at
     ``fs`` Hz.  ``absent`` ``(n, 12)`` marks leads that were not recorded (filled with zeros):
-    their measurements are NaN."""
+    their measurements are NaN.  ``readings``: ``"both"`` (the clinical reading, with the
+    model's as :attr:`Measurements.model`), ``"clinical"`` alone (no model input wanted), or
+    ``"model"`` alone (returned as the reading itself; only its :meth:`Measurements.features`
+    are meant to be used)."""
+    if readings not in ("both", "clinical", "model"):
+        raise ValueError(f"readings must be 'both', 'clinical' or 'model', got {readings!r}")
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 3 or x.shape[2] != len(LEADS):
         raise ValueError(f"expected (records, samples, {len(LEADS)}) mV, got {x.shape}")
@@ -484,8 +490,11 @@ def measure(x: np.ndarray, fs: float, absent: np.ndarray | None = None,
                             median=mm if keep_beats else None,
                             onset=at if keep_beats else None, j=j if keep_beats else None)
 
+    if readings == "model":
+        return read(model_onset, keep_median)
     out = read(onset, keep_median)
-    out.model = read(model_onset, keep_median)
+    if readings == "both":
+        out.model = read(model_onset, keep_median)
     return out
 
 
@@ -572,4 +581,4 @@ def mi_features(x: np.ndarray, fs: float, absent: np.ndarray | None = None) -> n
     """The model's measurement input: ``(n, len(FEATURE_NAMES))`` float32 (NaN where not
     measured) of a batch ``(n, T, 12)`` mV at ``fs``.  Training and the scorer both call this
     function, on the signal at the model's rate (:data:`FEATURES_VERSION` in the contract)."""
-    return measure(x, fs, absent).features()
+    return measure(x, fs, absent, readings="model").features()
