@@ -98,6 +98,9 @@ CRITERIA_FIELDS: tuple[pa.Field, ...] = (
     pa.field("st_min_mv", pa.float32(), metadata={"units": "mV"}),  # lowest ST, not aVR
     pa.field("median_qrs_ms", pa.float32(), metadata={"units": "ms"}),
     pa.field("poor_r_progression", pa.bool_()),  # R in V3 <= 0.3 mV
+    # a wide QRS of left-bundle-branch-block shape (LBBB or ventricular pacing): the criteria
+    # do not apply, and the record's band is "borderline" whatever its probability
+    pa.field("lbbb_pattern", pa.bool_()),
 )
 
 
@@ -280,7 +283,7 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("model_sha256", pa.string(), nullable=False),
         pa.field("scored_at", pa.timestamp("ms", tz="UTC"), nullable=False),
     ],
-    metadata={"contract": "mi-screen results v4"},
+    metadata={"contract": "mi-screen results v5"},
 )
 
 

@@ -59,8 +59,10 @@ class ModelContract:
     beat: dict[str, Any] = field(default_factory=dict)
     #: models on measurements (``arch`` criteria): the graph's input ``input`` is
     #: ``float32[batch, len(names)]``, the columns ``names`` of ``function`` (a versioned name
-    #: such as ``signals.criteria.mi_features/3``) taken from each window of the record at
-    #: ``fs``; empty for models that take the waveform
+    #: such as ``signals.criteria.mi_features/4``) taken from each window of the record at
+    #: ``fs``; ``referral`` (such as ``signals.criteria.lbbb_like/1``, absent in models
+    #: exported before it) names the rule whose records the bands send to borderline whatever
+    #: their probability; empty for models that take the waveform
     features: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -174,9 +176,14 @@ class ModelContract:
                               f"{want}")
 
     def _validate_features(self, bad, input_shape, source: str) -> None:
-        from signals.criteria import FEATURE_NAMES, FEATURES_VERSION
+        from signals.criteria import FEATURE_NAMES, FEATURES_VERSION, REFERRAL_VERSION
 
         f = self.features
+        if f.get("referral") not in (None, REFERRAL_VERSION):
+            raise ModelContractError(
+                f"{source}: the model's bands send records to borderline by the rule "
+                f"{f.get('referral')!r}, this scorer applies {REFERRAL_VERSION!r}; score it "
+                "with the mi-screen version that trained it, or train the model again")
         if f.get("function") != FEATURES_VERSION:
             raise ModelContractError(
                 f"{source}: the model takes the measurements {f.get('function')!r}, this "
