@@ -77,6 +77,23 @@ FUSIONS = {"both": ("cnnlstm", "criteria"), "both-additive": ("cnnlstm", "criter
 _OOF: dict[tuple[str, int], object] = {}
 
 
+_REFER: dict[Path, dict[int, bool]] = {}
+
+
+def _referrals(data: Path, ids):
+    """:func:`signals.criteria.lbbb_like` of the records ``ids`` of ``data``'s folds 1-8."""
+    import numpy as np
+
+    from train.criteria import split_referrals
+    from train.dataset import load_split
+
+    if data not in _REFER:
+        split = load_split(data, tuple(range(1, 9)))
+        _REFER[data] = dict(zip(split.ecg_id.tolist(), split_referrals(split).tolist(),
+                                strict=True))
+    return np.array([_REFER[data][int(i)] for i in ids], bool)
+
+
 def _out_of_fold(name: str, data: Path, seed: int):
     """Out-of-fold predictions of a variant, once per process (fusions reuse them)."""
     from train.cv import out_of_fold
@@ -97,7 +114,7 @@ def run(name: str, data: Path, seed: int = 0) -> dict:
     """Cross-validate one variant (``{work}`` in its settings is ``data``'s folder)."""
     import numpy as np
 
-    from signals.criteria import FEATURES_VERSION
+    from signals.criteria import FEATURES_VERSION, REFERRAL_VERSION
     from signals.windows import commutes
     from train.calibrate import METHODS, choose_calibrator
     from train.evaluate import (
@@ -128,9 +145,13 @@ def run(name: str, data: Path, seed: int = 0) -> dict:
     methods = tuple(m for m in METHODS if commutes(m, agg))
     cal, table = choose_calibrator(p, y, oof.fold, methods)
     q = cal(p)
-    bands = choose_bands(y, q, 0.95, 0.95, confidence=0.95)
-    report = band_report(y, q, bands, 0.95, 0.95, 0.95)
-    borderline = float(np.mean((q >= bands.low) & (q < bands.high)))
+    # a measurements model's bands send a wide QRS of LBBB shape to borderline, as its
+    # scorer does (train.fit.referrals); a fusion with a network is no product: no rule
+    refer = (_referrals(data, oof.ecg_id)
+             if config.arch == "criteria" and name not in FUSIONS else None)
+    bands = choose_bands(y, q, 0.95, 0.95, confidence=0.95, refer=refer)
+    report = band_report(y, q, bands, 0.95, 0.95, 0.95, refer=refer)
+    borderline = float(np.mean(bands.assign(q, refer) == "borderline"))
     chosen = table["held_out"][table["chosen"]]
     return {
         "variant": name, "what": what, "config": VARIANTS[name][0], "seed": seed,
@@ -147,29 +168,34 @@ def run(name: str, data: Path, seed: int = 0) -> dict:
             "lower_bound"],
         "cv_seconds": seconds,
         # the bands' own targets (95 % lower bounds), and the trade-offs the data can show
-        "at_targets": band_trade_off(y, q, 0.95, 0.95, 0.95),
-        "point_95_95": band_trade_off(y, q, 0.95, 0.95, None),
-        "point_90_95": band_trade_off(y, q, 0.90, 0.95, None),
-        "point_90_90": band_trade_off(y, q, 0.90, 0.90, None),
-        # the measurements a criteria variant read (a new version re-measures its rows)
+        "at_targets": band_trade_off(y, q, 0.95, 0.95, 0.95, refer=refer),
+        "point_95_95": band_trade_off(y, q, 0.95, 0.95, None, refer=refer),
+        "point_90_95": band_trade_off(y, q, 0.90, 0.95, None, refer=refer),
+        "point_90_90": band_trade_off(y, q, 0.90, 0.90, None, refer=refer),
+        # the measurements a criteria variant read (a new version re-measures its rows), and
+        # the rule whose records its bands send to borderline (new rows beside the old)
         **({"features": FEATURES_VERSION} if config.arch == "criteria" else {}),
+        **({"referral": REFERRAL_VERSION, "referred": int(refer.sum()),
+            "referred_mi": int((refer & y.astype(bool)).sum())} if refer is not None else {}),
     }
 
 
 def key(r: dict) -> str:
     """A result's key in ``--json``: variant, seed and, for a criteria variant, the version of
     the measurements it read (so a new version adds rows beside the old ones)."""
-    return f"{r['variant']}/seed{r['seed']}" + (f"/{_version(r)}" if "features" in r else "")
+    return (f"{r['variant']}/seed{r['seed']}" + (f"/{_version(r)}" if "features" in r else "")
+            + (f"/{_version(r, 'referral')}" if "referral" in r else ""))
 
 
-def _version(r: dict) -> str:
-    return r["features"].rsplit(".", 1)[-1]
+def _version(r: dict, what: str = "features") -> str:
+    return r[what].rsplit(".", 1)[-1]
 
 
 def label(r: dict) -> str:
-    """``variant`` (seed N[, mi_features/V]): a result's name in the tables."""
+    """``variant`` (seed N[, mi_features/V[, lbbb_like/V]]): a result's name in the tables."""
     return (f"`{r['variant']}` (seed {r['seed']}"
-            + (f", {_version(r)})" if "features" in r else ")"))
+            + (f", {_version(r)}" if "features" in r else "")
+            + (f", {_version(r, 'referral')}" if "referral" in r else "") + ")")
 
 
 def row(r: dict) -> str:

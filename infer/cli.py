@@ -137,7 +137,11 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
     progression), q_leads, st_elevation_leads, st_depression_leads, t_inversion_leads,
     st_max_mv and st_min_mv (highest and lowest ST, aVR left out), median_qrs_ms and
     poor_r_progression. A record that cannot be measured (fewer than 3 clean beats) says so
-    in mi_criteria.
+    in mi_criteria. lbbb_pattern marks a wide QRS of left bundle branch block shape (QRS at
+    least 120 ms, V1 negative, I and V6 upright: LBBB or ventricular pacing), whose Q waves
+    and ST-T changes come from the conduction: the criteria do not apply, so such a record
+    is borderline whatever its probability (mi_probability is kept; the message says what
+    band it alone would give) and the model's bands were chosen counting it so.
 
     With a beat model (`train fit --task beats`, ECG5000), beat files get one row per beat
     (abnormal_probability, band normal / borderline / abnormal), and --beats cuts 12-lead

@@ -608,15 +608,35 @@ def _score_local_chunk(chunk, model: Model, options: ScoreOptions, low: float, h
                        root: str | None) -> list[dict[str, Any]]:
     prepared = _prepare_chunk(chunk, model.contract, options, root)
     good = [(row, w) for row, w in prepared if w is not None]
+    refers = bool(model.contract.features.get("referral"))
     if good:
         for (row, _), p in zip(good, _predict(model, good), strict=True):
             row["mi_probability"] = p
             row["band"] = band_for(p, low, high).value
+            if refers and row.get("lbbb_pattern"):
+                _refer_lbbb(row)
     if options.explain or options.plots:
         _explain_and_plot(model, prepared, options)
     for row, _ in prepared:
         row.pop("_plot", None)
     return [row for row, _ in prepared]
+
+
+def _refer_lbbb(row: dict[str, Any]) -> None:
+    """A record of left-bundle-branch-block shape (``signals.criteria``,
+    ``Measurements.lbbb_like``) goes to "borderline" whatever its probability: its Q waves and
+    ST-T changes come from the conduction, so neither the criteria nor a model trained on them
+    can call it MI or normal.  The probability is kept; the message says what the band was."""
+    if row["band"] == Band.BORDERLINE.value:
+        was = ""
+    else:
+        was = f" (its probability alone says {row['band']})"
+    note = (f"band borderline{was}: wide QRS of left bundle branch block shape (LBBB or "
+            "ventricular pacing), in which Q waves and ST-T changes are secondary and the MI "
+            "criteria do not apply; a cardiologist reads it (for example by the Sgarbossa "
+            "criteria)")
+    row["band"] = Band.BORDERLINE.value
+    row["message"] = "; ".join(m for m in (row.get("message"), note) if m)
 
 
 def finish_rows(rows: list[dict[str, Any]], model: Model, scored_at, summary: ScoreSummary,

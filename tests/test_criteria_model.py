@@ -101,6 +101,49 @@ def test_results_carry_the_criteria(criteria_run, tmp_path):
     assert all(r["st_max_mv"] >= r["st_min_mv"] for r in rows if r["st_max_mv"] is not None)
 
 
+def test_lbbb_shape_is_referred(criteria_run, tmp_path):
+    """A wide QRS of LBBB shape is borderline whatever its probability, and the row says
+    why: the shipped complete LBBB ECGs, which the criteria read as infarcts, go to review;
+    every other record keeps the band of its probability.  Training chose the bands the
+    same way and says so in the contract."""
+    import pandas as pd
+
+    run_dir, run, onnx_path = criteria_run
+    model = Model(onnx_path)
+    assert model.contract.features["referral"] == run["bands"]["referral"]
+    assert run["bands"]["achieved"]["referred"]["records"] >= 5
+    out = tmp_path / "r.parquet"
+    _score(SAMPLE / "records100", onnx_path, out)
+    rows = _scores(out)
+    db = pd.read_csv(SAMPLE / "ptbxl_database.csv", index_col="ecg_id")
+    clbbb = [str(i) for i, c in db["scp_codes"].items() if "'CLBBB'" in c]
+    assert len(clbbb) >= 5
+    low, high = model.contract.band_low, model.contract.band_high
+    for k, r in rows.items():
+        if r["lbbb_pattern"]:
+            assert r["band"] == "borderline"
+            assert "left bundle branch block" in r["message"]
+            assert r["mi_criteria"].startswith("criteria do not apply")
+        elif r["mi_probability"] is not None:
+            want = "MI" if r["mi_probability"] >= high else (
+                "normal" if r["mi_probability"] < low else "borderline")
+            assert r["band"] == want
+    assert all(rows[k]["lbbb_pattern"] for k in clbbb)
+    # without the rule in its contract (a model exported before it) no band is changed
+    proto = onnx.load(onnx_path)
+    for p in proto.metadata_props:
+        if p.key == "mi_screen.features":
+            f = json.loads(p.value)
+            del f["referral"]
+            p.value = json.dumps(f)
+    old = tmp_path / "old.onnx"
+    onnx.save(proto, old)
+    _score(SAMPLE / "records100", old, tmp_path / "old.parquet")
+    before = _scores(tmp_path / "old.parquet")
+    assert any(before[k]["band"] != "borderline" for k in clbbb)
+    assert all(before[k]["lbbb_pattern"] for k in clbbb)
+
+
 def test_rates_agree(criteria_run, data_100, tmp_path):
     """The 500 Hz files, resampled by the scorer, against the 100 Hz files, for the default
     learner (the blend).  Measured on 2026-12-07 with mi_features/3: median 0.0003, 95th
@@ -171,11 +214,16 @@ def test_contract_refuses_other_measurements(criteria_run, tmp_path):
     props["mi_screen.features"] = json.dumps(features)
     with pytest.raises(ModelContractError, match="measurement columns"):
         ModelContract.from_metadata(props, source="old.onnx")
+    features["names"] = list(FEATURE_NAMES)
+    features["referral"] = "signals.criteria.lbbb_like/0"
+    props["mi_screen.features"] = json.dumps(features)
+    with pytest.raises(ModelContractError, match="sends records to borderline|borderline by"):
+        ModelContract.from_metadata(props, source="old.onnx")
 
 
 def test_help_names_the_columns():
     text = CliRunner().invoke(cli, ["score", "--help"]).output
-    for name in ("mi_criteria", "q_leads", "st_max_mv"):
+    for name in ("mi_criteria", "q_leads", "st_max_mv", "lbbb_pattern"):
         assert name in text
 
 

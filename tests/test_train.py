@@ -84,6 +84,39 @@ def test_bands_meet_in_the_middle_when_one_threshold_satisfies_both():
     assert result["bands"]["borderline"]["records"] == 0
 
 
+@pytest.mark.parametrize("confidence", [None, 0.95])
+def test_referred_records_are_borderline_and_neither_missed_nor_falsely_called(confidence):
+    """Records the scorer refers (a wide QRS of LBBB shape) are borderline whatever their
+    score; the bands are chosen and judged with them counted so.  Referring the
+    highest-scoring non-MI records lets the MI threshold fall, and a referred MI record
+    below every threshold is no longer missed."""
+    from train.evaluate import Bands, band_report, band_trade_off
+
+    rng = np.random.default_rng(3)
+    y = rng.random(400) < 0.2
+    p = np.clip(rng.normal(0.3 + 0.3 * y, 0.15), 0, 1)
+    refer = np.zeros(len(y), bool)
+    refer[np.argsort(np.where(y, -1, p))[-8:]] = True  # the 8 highest non-MI
+    low_mi = np.flatnonzero(y)[np.argmin(p[y])]
+    refer[low_mi] = True  # and the lowest MI
+    plain = choose_bands(y, p, 0.9, 0.9, confidence=confidence)
+    ref = choose_bands(y, p, 0.9, 0.9, confidence=confidence, refer=refer)
+    assert ref.high < plain.high and ref.low >= plain.low
+    got = ref.assign(p, refer)
+    assert (got[refer] == "borderline").all()
+    assert (got[~refer] == Bands(ref.low, ref.high).assign(p[~refer])).all()
+    rep = band_report(y, p, ref, 0.9, 0.9, 0.95, refer=refer)
+    # sensitivity counts MI not in normal, specificity non-MI not in MI, referred ones too
+    assert rep["low"]["estimate"] == pytest.approx(np.mean(got[y] != "normal"))
+    assert rep["high"]["estimate"] == pytest.approx(np.mean(got[~y] != "MI"))
+    assert rep["referred"] == {"records": 9, "mi": 1}
+    t = band_trade_off(y, p, 0.9, 0.9, confidence, refer=refer)
+    assert t["borderline"] == pytest.approx(np.mean(got == "borderline"))
+    assert t["referred"] == 9
+    assert evaluate(y, p, ref, n_boot=20, refer=refer)["bands"]["borderline"]["records"] == (
+        int((got == "borderline").sum()))
+
+
 # ----------------------------------------------------------------------------- data and models
 
 

@@ -41,7 +41,13 @@ from typing import Any
 import numpy as np
 
 from common.io import atomic_write_bytes
-from signals.criteria import FEATURE_NAMES, FEATURES_VERSION, STEP_FEATURES, mi_features
+from signals.criteria import (
+    FEATURE_NAMES,
+    FEATURES_VERSION,
+    STEP_FEATURES,
+    lbbb_like,
+    mi_features,
+)
 
 #: The graph's input: one row of FEATURE_NAMES per record.
 FEATURES_INPUT = "mi_features"
@@ -96,6 +102,15 @@ def split_features(split, index=slice(None), use_alt: bool = False) -> np.ndarra
     parts = [mi_features(mv(idx[i : i + FEATURE_BATCH]), split.fs)
              for i in range(0, len(idx), FEATURE_BATCH)]
     return np.concatenate(parts) if parts else np.zeros((0, len(FEATURE_NAMES)), np.float32)
+
+
+def split_referrals(split, index=slice(None)) -> np.ndarray:
+    """:func:`signals.criteria.lbbb_like` of a split's records, in batches: the records whose
+    band is borderline whatever the model says (the scorer applies the same rule)."""
+    idx = np.arange(len(split))[index]
+    parts = [lbbb_like(split.millivolts(idx[i : i + FEATURE_BATCH]), split.fs)
+             for i in range(0, len(idx), FEATURE_BATCH)]
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
 
 
 class _MeasurementModel:

@@ -110,9 +110,27 @@ class Bands:
     def names(self) -> tuple[Band, Band, Band]:
         return (Band.NORMAL, Band.BORDERLINE, self.positive)
 
-    def assign(self, p: np.ndarray) -> np.ndarray:
-        return np.where(p >= self.high, self.positive.value,
-                        np.where(p < self.low, Band.NORMAL.value, Band.BORDERLINE.value))
+    def assign(self, p: np.ndarray, refer: np.ndarray | None = None) -> np.ndarray:
+        """The band of each score; records marked in ``refer`` are borderline whatever
+        their score (:func:`referred_scores`)."""
+        out = np.where(p >= self.high, self.positive.value,
+                       np.where(p < self.low, Band.NORMAL.value, Band.BORDERLINE.value))
+        if refer is not None:
+            out = np.where(refer, Band.BORDERLINE.value, out)
+        return out
+
+
+def referred_scores(y, p, refer: np.ndarray | None) -> np.ndarray:
+    """``p`` with the records marked in ``refer`` moved out of reach of both thresholds: a
+    referred MI record above every ``low`` (it is never called normal), a referred non-MI
+    record below every ``high`` (never called MI).  The bands are then chosen and judged over
+    every record with the referred ones counted as what they are, borderline (the scorer
+    refers a wide QRS of left bundle branch block shape: ``signals.criteria.lbbb_like``)."""
+    p = np.asarray(p, dtype=np.float64)
+    if refer is None:
+        return p
+    refer = np.asarray(refer, dtype=bool)
+    return np.where(refer, np.where(np.asarray(y).astype(bool), np.inf, -np.inf), p)
 
 
 def clopper_pearson_lower(k, n, confidence: float = 0.95):
@@ -131,9 +149,10 @@ def clopper_pearson_lower(k, n, confidence: float = 0.95):
 
 def choose_bands(
     y: np.ndarray, p: np.ndarray, min_sensitivity: float = 0.95, min_specificity: float = 0.95,
-    confidence: float | None = None,
+    confidence: float | None = None, refer: np.ndarray | None = None,
 ) -> Bands:
-    """Bands from scores of records the model did not train on.
+    """Bands from scores of records the model did not train on (those marked in ``refer``
+    go to borderline whatever their score: :func:`referred_scores`).
 
     Without ``confidence``: ``low`` is the highest threshold whose sensitivity (``p >= low``
     called positive) is at least ``min_sensitivity``; ``high`` the lowest threshold whose
@@ -147,7 +166,8 @@ def choose_bands(
     both targets with one threshold; both bands then meet at their midpoint.
     """
     y = np.asarray(y).astype(bool)
-    pos, neg = np.sort(np.asarray(p)[y]), np.sort(np.asarray(p)[~y])
+    p = referred_scores(y, p, refer)
+    pos, neg = np.sort(p[y]), np.sort(p[~y])
     if pos.size == 0 or neg.size == 0:
         raise ValueError("choosing bands needs records of both classes")
     if not confidence:
@@ -167,41 +187,53 @@ def choose_bands(
         m = np.searchsorted(neg, cand, side="left")
         ok = clopper_pearson_lower(m, neg.size, confidence) >= min_specificity
         high = float(cand[np.flatnonzero(ok)[0]]) if ok.any() else float(cand[-1])
-    high = min(high, 1.0)
+    low, high = float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
     if low > high:
         low = high = (low + high) / 2.0
     return Bands(low=low, high=high)
 
 
-def band_trade_off(y, q, min_sensitivity: float, min_specificity: float, confidence) -> dict:
+def band_trade_off(y, q, min_sensitivity: float, min_specificity: float, confidence,
+                   refer: np.ndarray | None = None) -> dict:
     """Bands for these targets on calibrated out-of-fold ``q``: the borderline share, MI
-    records in "normal", non-MI in "MI", and the sensitivity and specificity lower bounds."""
-    b = choose_bands(y, q, min_sensitivity, min_specificity, confidence=confidence)
-    rep = band_report(y, q, b, min_sensitivity, min_specificity, 0.95)
+    records in "normal", non-MI in "MI", and the sensitivity and specificity lower bounds
+    (records marked in ``refer`` borderline whatever their score)."""
+    b = choose_bands(y, q, min_sensitivity, min_specificity, confidence=confidence,
+                     refer=refer)
+    rep = band_report(y, q, b, min_sensitivity, min_specificity, 0.95, refer=refer)
     y = np.asarray(y).astype(bool)
+    got = b.assign(np.asarray(q), refer)
     return {"bands": [b.low, b.high],
-            "borderline": float(np.mean((q >= b.low) & (q < b.high))),
-            "normal": float(np.mean(q < b.low)), "mi": float(np.mean(q >= b.high)),
-            "mi_in_normal": float(np.mean(q[y] < b.low)),
-            "non_mi_in_mi": float(np.mean(q[~y] >= b.high)),
+            "borderline": float(np.mean(got == Band.BORDERLINE.value)),
+            "normal": float(np.mean(got == Band.NORMAL.value)),
+            "mi": float(np.mean(got == b.positive.value)),
+            "mi_in_normal": float(np.mean(got[y] == Band.NORMAL.value)),
+            "non_mi_in_mi": float(np.mean(got[~y] == b.positive.value)),
+            "referred": int(np.sum(refer)) if refer is not None else 0,
             "sensitivity": rep["low"]["estimate"], "sensitivity_lb": rep["low"]["lower_bound"],
             "specificity": rep["high"]["estimate"],
             "specificity_lb": rep["high"]["lower_bound"]}
 
 
 def band_report(y: np.ndarray, p: np.ndarray, bands: Bands, min_sensitivity: float,
-                min_specificity: float, confidence: float = 0.95) -> dict[str, Any]:
+                min_specificity: float, confidence: float = 0.95,
+                refer: np.ndarray | None = None) -> dict[str, Any]:
     """What the bands achieve on ``(y, p)``: sensitivity at ``low`` and specificity at ``high``
     with their exact one-sided lower confidence bounds, whether each target is supported at
     that confidence, and a plain-words statement when it is not.  ``confidence`` 0 (bands
-    chosen on plain estimates) reports the bounds at 95 %."""
+    chosen on plain estimates) reports the bounds at 95 %.  Records marked in ``refer`` are
+    borderline whatever their score (:func:`referred_scores`): neither missed nor falsely
+    called."""
     confidence = confidence or 0.95
     y = np.asarray(y).astype(bool)
-    p = np.asarray(p)
+    p = referred_scores(y, p, refer)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     k = int((p[y] >= bands.low).sum())
     m = int((p[~y] < bands.high).sum())
     out: dict[str, Any] = {"confidence": confidence}
+    if refer is not None:
+        out["referred"] = {"records": int(np.sum(refer)),
+                           "mi": int(np.sum(np.asarray(refer, dtype=bool) & y))}
     for name, count, n, target, what, cls in (
         ("low", k, n_pos, min_sensitivity, "sensitivity", "MI"),
         ("high", m, n_neg, min_specificity, "specificity", "non-MI"),
@@ -240,13 +272,15 @@ def _records_needed(target: float, confidence: float) -> int:
 
 
 def evaluate(
-    y: np.ndarray, p: np.ndarray, bands: Bands, n_boot: int = 1000, seed: int = 0
+    y: np.ndarray, p: np.ndarray, bands: Bands, n_boot: int = 1000, seed: int = 0,
+    refer: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Every reported metric of one set of scores, as a JSON-ready dict."""
+    """Every reported metric of one set of scores, as a JSON-ready dict (the bands with the
+    records marked in ``refer`` borderline; the thresholds' own figures on the scores)."""
     y = np.asarray(y).astype(bool)
     p = np.asarray(p, dtype=np.float64)
     lo, hi = bootstrap_auc_ci(y, p, n_boot=n_boot, seed=seed)
-    assigned = bands.assign(p)
+    assigned = bands.assign(p, refer)
     by_band = {
         b.value: {
             "records": int((assigned == b.value).sum()),

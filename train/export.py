@@ -352,6 +352,18 @@ def _summary(metrics: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _card_referral(run: dict[str, Any]) -> str:
+    """The card's line on the records the bands send to borderline whatever their score."""
+    b = run["bands"]
+    if "referral" not in b:
+        return ""
+    r = b["achieved"].get("referred", {})
+    return (f"\n  Whatever its probability, a wide QRS of left bundle branch block shape "
+            f"(`{b['referral']}`) is borderline: {r.get('records', 0)} of the out-of-fold "
+            f"records ({r.get('mi', 0)} MI) were, and the targets count them as neither missed "
+            "nor falsely called.")
+
+
 def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, Any],
                sha256: str, max_diff: float, n_checked: int,
                model=None) -> str:
@@ -378,7 +390,12 @@ def model_card(contract: ModelContract, run: dict[str, Any], metrics: dict[str, 
                   + f" (on the shipped sample: `benchmarks/RESULTS.md`, \"{model.results_section}"
                   "\").\n- Lead "
                   "reversals, paced rhythms, bundle branch blocks and left ventricular "
-                  "hypertrophy mimic or mask infarct patterns in the measurements.")
+                  "hypertrophy mimic or mask infarct patterns in the measurements."
+                  + (" A wide QRS of left bundle branch block shape (LBBB or ventricular "
+                     f"pacing, `{f['referral']}`) is borderline whatever its probability, in the "
+                     "bands' choice and in the scorer; right bundle branch block, left "
+                     "ventricular hypertrophy and lead reversals are not caught."
+                     if f.get("referral") else ""))
     else:
         inputs = (f"- `{contract.input_name}`: float32 `[batch, {contract.input_samples}, "
                   f"{len(contract.leads)}]`,\n  millivolts, {contract.fs} Hz, leads "
@@ -414,7 +431,7 @@ treatment decisions.**
   {contract.band_low:.4f}; MI at or above {contract.band_high:.4f}; borderline (needs review)
   between. Targets: sensitivity >= {run['bands']['min_sensitivity']} at the low threshold,
   specificity >= {run['bands']['min_specificity']} at the high one, each as a
-  {_confidence_words(run['bands'].get('confidence', 0.95))}.
+  {_confidence_words(run['bands'].get('confidence', 0.95))}.{_card_referral(run)}
 {_card_bounds(contract.band_bounds)}
 
 ## Data

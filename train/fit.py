@@ -24,6 +24,7 @@ from common.io import (
     prepare_output,
     sha256_file,
 )
+from signals.criteria import REFERRAL_VERSION
 from signals.windows import WindowSpec, aggregate, commutes
 from train.calibrate import (
     METHODS,
@@ -294,18 +295,23 @@ def fit(
                                                      "criterion": "no cross-fitting"}
         scores = {name: calibrator(p) for name, p in raw.items()}
         oof_cal = calibrator(oof_p)
+        # a measurements model's scorer sends a wide QRS of left bundle branch block shape to
+        # borderline whatever its probability (signals.criteria.lbbb_like): so do the bands
+        refer = referrals(splits, config)
+        oof_refer = None if refer is None else _by_id(refer, splits, oof_ids)
         if config.bands is not None:
             bands = Bands(*config.bands)
         else:
             bands = choose_bands(oof_y, oof_cal, config.min_sensitivity, config.min_specificity,
-                                 confidence=config.confidence)
+                                 confidence=config.confidence, refer=oof_refer)
         chosen = band_report(oof_y, oof_cal, bands, config.min_sensitivity,
-                             config.min_specificity, config.confidence)
+                             config.min_specificity, config.confidence, refer=oof_refer)
         for side in ("low", "high"):
             if "statement" in chosen[side]:
                 _LOGGER.warning(chosen[side]["statement"])
         metrics = {
-            name: evaluate(splits[name].y, scores[name], bands, seed=config.seed)
+            name: evaluate(splits[name].y, scores[name], bands, seed=config.seed,
+                           refer=None if refer is None else refer[name])
             for name in ("validation", "test")
         }
         ty = splits["test"].y
@@ -330,7 +336,8 @@ def fit(
                                    "test_brier": brier(ty, calibrator(ens))}
         metrics["bands_out_of_fold"] = chosen
         metrics["bands_test"] = band_report(ty, scores["test"], bands, config.min_sensitivity,
-                                            config.min_specificity, config.confidence)
+                                            config.min_specificity, config.confidence,
+                                            refer=None if refer is None else refer["test"])
         ext = model_extension(config.arch)
         model.save(tmp / f"model{ext}")
         if config.cross_fit:
@@ -346,6 +353,8 @@ def fit(
                 "mi": np.concatenate([*(s.y for s in splits.values()), oof_y]).astype(bool),
                 "mi_probability": np.concatenate([*scores.values(), oof_cal]).astype(np.float64),
                 "raw_probability": np.concatenate([*raw.values(), oof_p]).astype(np.float64),
+                **({} if refer is None else {"lbbb_pattern": np.concatenate(
+                    [*refer.values(), oof_refer]).astype(bool)}),
             }),
             tmp / "predictions.parquet",
         )
@@ -369,7 +378,10 @@ def fit(
                       "min_sensitivity": config.min_sensitivity,
                       "min_specificity": config.min_specificity,
                       "confidence": config.confidence,
-                      "achieved": chosen},
+                      "achieved": chosen,
+                      **({} if refer is None else {
+                          "referral": REFERRAL_VERSION,
+                          "referred": {k: int(v.sum()) for k, v in refer.items()}})},
             "calibration": asdict(calibrator),
             **({"features": features_contract(splits["train"].fs)}
                if config.arch == "criteria" else {}),
@@ -396,6 +408,24 @@ def fit(
     return run
 
 
+def referrals(splits: dict, config: FitConfig) -> dict[str, np.ndarray] | None:
+    """Per split, the records a measurements model's bands send to borderline whatever their
+    probability (:func:`signals.criteria.lbbb_like`); None for a network model, whose scorer
+    measures nothing by default."""
+    if config.arch != "criteria":
+        return None
+    from train.criteria import split_referrals
+
+    return {name: split_referrals(s) for name, s in splits.items()}
+
+
+def _by_id(per_split: dict[str, np.ndarray], splits: dict, ids: np.ndarray) -> np.ndarray:
+    """The per-split values of ``per_split`` for the records ``ids``."""
+    of = {int(i): bool(v) for name, s in splits.items()
+          for i, v in zip(s.ecg_id, per_split[name], strict=True)}
+    return np.array([of[int(i)] for i in ids], bool)
+
+
 def model_extension(arch: str) -> str:
     """The saved model's file extension: ``.keras`` for networks, ``.pkl`` for the trees."""
     return ".pkl" if arch in NOT_KERAS else ".keras"
@@ -403,11 +433,11 @@ def model_extension(arch: str) -> str:
 
 def features_contract(fs: int) -> dict[str, Any]:
     """What a criteria model's graph takes: the function, its version, the columns."""
-    from signals.criteria import FEATURE_NAMES, FEATURES_VERSION
+    from signals.criteria import FEATURE_NAMES, FEATURES_VERSION, REFERRAL_VERSION
     from train.criteria import FEATURES_INPUT
 
     return {"function": FEATURES_VERSION, "input": FEATURES_INPUT, "fs": int(fs),
-            "names": list(FEATURE_NAMES)}
+            "names": list(FEATURE_NAMES), "referral": REFERRAL_VERSION}
 
 
 @contextlib.contextmanager
