@@ -112,6 +112,7 @@ def test_lbbb_shape_is_referred(criteria_run, tmp_path):
     model = Model(onnx_path)
     assert model.contract.features["referral"] == run["bands"]["referral"]
     assert run["bands"]["achieved"]["referred"]["records"] >= 5
+    assert "left bundle branch block" in (run_dir / "report.md").read_text()
     out = tmp_path / "r.parquet"
     _score(SAMPLE / "records100", onnx_path, out)
     rows = _scores(out)
@@ -119,7 +120,7 @@ def test_lbbb_shape_is_referred(criteria_run, tmp_path):
     clbbb = [str(i) for i, c in db["scp_codes"].items() if "'CLBBB'" in c]
     assert len(clbbb) >= 5
     low, high = model.contract.band_low, model.contract.band_high
-    for k, r in rows.items():
+    for r in rows.values():
         if r["lbbb_pattern"]:
             assert r["band"] == "borderline"
             assert "left bundle branch block" in r["message"]

@@ -473,7 +473,12 @@ def write_report(out_dir: Path, run: dict[str, Any], metrics: dict[str, Any],
         f"## Threshold bands (chosen on {run['bands']['chosen_on']})",
         "",
         f"normal below {run['bands']['low']:.4f}, MI at or above {run['bands']['high']:.4f}, "
-        "borderline (needs review) between.",
+        "borderline (needs review) between."
+        + (f" A wide QRS of left bundle branch block shape (`{run['bands']['referral']}`) is "
+           "borderline whatever its probability (the criteria do not apply): "
+           + ", ".join(f"{n} {k}" for k, n in run["bands"]["referred"].items())
+           + " records; the bands count them neither missed nor falsely called."
+           if "referral" in run["bands"] else ""),
         "",
         *_bounds_lines(run["bands"]),
         "",
