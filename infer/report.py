@@ -20,9 +20,9 @@ from common.io import atomic_write_bytes
 from common.storage import is_url
 
 #: table columns shown (when the results have them), in order
-COLUMNS = ["record_id", "status", "band", "mi_probability", "abnormal_probability", "quality",
-           "quality_issues", "beat_index", "abnormal_fraction", "format", "input_fs",
-           "duration_s", "message"]
+COLUMNS = ["record_id", "status", "band", "mi_probability", "abnormal_probability",
+           "mi_criteria", "quality", "quality_issues", "beat_index", "abnormal_fraction",
+           "format", "input_fs", "duration_s", "message"]
 
 
 def read_results(path: str | os.PathLike[str]) -> pa.Table:

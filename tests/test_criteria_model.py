@@ -143,6 +143,15 @@ def test_lbbb_shape_is_referred(criteria_run, tmp_path):
     before = _scores(tmp_path / "old.parquet")
     assert any(before[k]["band"] != "borderline" for k in clbbb)
     assert all(before[k]["lbbb_pattern"] for k in clbbb)
+    # the batch report shows what drove each verdict, the referral too
+    from infer.report import write_report
+
+    page = tmp_path / "report.html"
+    write_report(out, page)
+    text = page.read_text()
+    assert ">mi_criteria<" in text
+    shown = [tr for tr in text.split("<tr")[1:] if "criteria do not apply: wide QRS" in tr]
+    assert len(shown) == sum(r["lbbb_pattern"] for r in rows.values())
 
 
 def test_rates_agree(criteria_run, data_100, tmp_path):
