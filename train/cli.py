@@ -103,7 +103,10 @@ def cli() -> None:
 @click.option("--learning-rate", type=float, default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--min-sensitivity", type=click.FloatRange(0, 1), default=0.95, show_default=True,
-              help="The low band threshold keeps at least this sensitivity (lower bound).")
+              help="The low band threshold keeps at least this sensitivity (lower bound). "
+                   "For a criteria model a wide QRS of left bundle branch block shape is "
+                   "borderline whatever its score (the criteria do not apply), and counts "
+                   "as neither missed nor falsely called.")
 @click.option("--min-specificity", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="The high band threshold keeps at least this specificity (lower bound).")
 @click.option("--bands", callback=parse_bands, default=None, metavar="LOW,HIGH",
