@@ -175,6 +175,10 @@ def score(input_dir, out, model_path, pattern, recursive, csv_fs, csv_units, pad
     if scheduler and not dataset:
         fail(f"--scheduler needs a partitioned --out (a folder or URL ending in '/'), such as "
              f"{out.rsplit('.', 1)[0]}/", ExitCode.USAGE)
+    if plots_dir is not None and plots_dir.name.startswith("-"):
+        # `--plots -q` would take the flag for the folder and write pages into ./-q
+        fail(f"--plots takes the folder for the ECG pages, got {plots_dir.name!r} (an option?); "
+             "write --plots DIR, e.g. --plots pages", ExitCode.USAGE)
     try:
         local = [p for p in (input_dir, model_path) if not is_url(os.fspath(p))]
         if not is_url(out):

@@ -4,6 +4,7 @@ records."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,7 +68,7 @@ def test_attributions_are_deterministic_and_match_the_scored_probability(model, 
     assert plain["attr_I"].isna().all() and plain["attr_seconds"].isna().all()
 
 
-def test_plots_page_every_flagged_and_rejected_record(trained, tmp_path):
+def test_plots_page_every_flagged_and_rejected_record(trained, tmp_path, monkeypatch):
     from infer.cli import cli
 
     folder = tmp_path / "in"
@@ -105,6 +106,12 @@ def test_plots_page_every_flagged_and_rejected_record(trained, tmp_path):
                                  "--out", str(tmp_path / "x.parquet"), "--plots",
                                  str(folder / "pages")])
     assert r.exit_code == ExitCode.USAGE and "--plots lies inside the input" in r.output
+    # a flag taken for the folder (`--plots -q`) is refused, and no folder "-q" is made
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["score", "--model", str(trained[2]), "--input", str(folder),
+                                 "--out", "y.parquet", "--plots", "-q"])
+    assert r.exit_code == ExitCode.USAGE and "--plots takes the folder" in r.output
+    assert not Path("-q").exists() and not Path("y.parquet").exists()
 
 
 def test_page_text_is_pillows_glyphs_at_pillows_places():
