@@ -62,6 +62,16 @@ def data_100(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def data_500(tmp_path_factory) -> Path:
+    """The shipped sample ingested at 500 Hz."""
+    from ingest import convert_ptbxl
+
+    out = tmp_path_factory.mktemp("data") / "ptbxl-500"
+    convert_ptbxl(SAMPLE, out, rate=500, n_jobs=1)
+    return out
+
+
 SAMPLE_FOLDS = {"train_folds": (1, 2, 3, 4, 5, 6), "val_folds": (7,), "test_folds": (8,)}
 
 

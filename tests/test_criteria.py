@@ -309,17 +309,6 @@ def test_shipped_beats_match_neurokit(data_100):
     assert hit / total >= 0.97
 
 
-@pytest.fixture(scope="module")
-def data_500(tmp_path_factory):
-    """The shipped sample ingested at 500 Hz."""
-    from ingest import convert_ptbxl
-    from tests.conftest import SAMPLE
-
-    out = tmp_path_factory.mktemp("crit500") / "d500"
-    convert_ptbxl(SAMPLE, out, rate=500, n_jobs=1)
-    return out
-
-
 def _all_folds(data):
     """Every shipped record of an ingest, with its SCP codes."""
     from ingest import open_dataset

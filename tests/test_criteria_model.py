@@ -154,6 +154,31 @@ def test_lbbb_shape_is_referred(criteria_run, tmp_path):
     assert len(shown) == sum(r["lbbb_pattern"] for r in rows.values())
 
 
+def test_500hz_model_reproduces_training(data_500, tmp_path):
+    """A criteria model trained at 500 Hz: the scorer, measuring the 500 Hz files with the
+    same band-limited timing as training, gives training's probabilities within 1e-5, and
+    refers the complete LBBB ECGs."""
+    import pandas as pd
+
+    from train.export import export_onnx
+    from train.fit import FitConfig, fit
+
+    run_dir = tmp_path / "run"
+    run = fit(data_500, run_dir, FitConfig(arch="criteria", **SAMPLE_FOLDS))
+    assert run["fs"] == 500 and run["bands"]["referral"]
+    onnx_path = tmp_path / "m500.onnx"
+    export_onnx(run_dir, onnx_path)
+    out = tmp_path / "r.parquet"
+    _score(SAMPLE / "records500", onnx_path, out)
+    scored = _scores(out)
+    pred = pq.read_table(run_dir / "predictions.parquet").to_pylist()
+    test = {str(r["ecg_id"]): r["mi_probability"] for r in pred if r["split"] == "test"}
+    assert max(abs(scored[k]["mi_probability"] - p) for k, p in test.items()) < 1e-5
+    db = pd.read_csv(SAMPLE / "ptbxl_database.csv", index_col="ecg_id")
+    clbbb = [str(i) for i, c in db["scp_codes"].items() if "'CLBBB'" in c]
+    assert all(scored[k]["lbbb_pattern"] and scored[k]["band"] == "borderline" for k in clbbb)
+
+
 def test_rates_agree(criteria_run, data_100, tmp_path):
     """The 500 Hz files, resampled by the scorer, against the 100 Hz files, for the default
     learner (the blend).  Measured on 2026-12-07 with mi_features/3: median 0.0003, 95th

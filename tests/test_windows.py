@@ -3,8 +3,6 @@ window keys of the model contract."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -124,17 +122,6 @@ def test_contract_carries_windows_and_old_models_keep_their_meaning():
                        ({"aggregation": "median"}, "aggregation 'median'")]:
         with pytest.raises(ModelContractError, match=match):
             ModelContract.from_metadata(_contract(**bad).to_metadata())
-
-
-@pytest.fixture(scope="module")
-def data_500(tmp_path_factory) -> Path:
-    from conftest import SAMPLE
-
-    from ingest import convert_ptbxl
-
-    out = tmp_path_factory.mktemp("d500") / "d500"
-    convert_ptbxl(SAMPLE, out, rate=500, n_jobs=1)
-    return out
 
 
 def test_mixed_rate_copies_are_what_the_scorer_makes_of_the_500hz_files(data_100, data_500):
