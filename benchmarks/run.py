@@ -1926,6 +1926,8 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
     shipped_refer = (np.array([bool(by_rate[100][i].get("lbbb_pattern"))
                                for i in consistency["ids"]])
                      if crit.contract.features.get("referral") else None)
+    decided_diff = (None if shipped_refer is None
+                    else consistency["diff"][~shipped_refer])
     # the records the final model did not train on (its validation and test folds): a tree's
     # split falls between training records' values, so a training record can sit at one
     fold_of = _sample_folds()
@@ -1968,6 +1970,10 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
                                "records": int(refer.sum()), "mi": int((refer & y).sum())},
                            "referred_shipped": None if shipped_refer is None else int(
                                shipped_refer.sum()),
+                           "decided_max_abs_diff": None if decided_diff is None else float(
+                               decided_diff.max()),
+                           "decided_over_002": None if decided_diff is None else int(
+                               (decided_diff > 0.02).sum()),
                            "trade_offs": offs}
     ratio = rates["criteria"] / rates["network"]
     c = consistency
@@ -2012,6 +2018,10 @@ def bench_criteria(work: Path, lines: list[str], results: dict, model: Path,
         f"the final model did not train on (folds "
         f"{', '.join(str(k) for k in run['folds']['val'] + run['folds']['test'])}): max "
         f"{unseen_diff.max():.4f}, {int((unseen_diff > 0.02).sum())} over 0.02."
+        + ("" if shipped_refer is None else
+           f" On the {int((~shipped_refer).sum())} records whose band the probability decides "
+           f"(the {int(shipped_refer.sum())} of LBBB shape are borderline whatever it says): "
+           f"max {decided_diff.max():.4f}, {int((decided_diff > 0.02).sum())} over 0.02.")
         + (" Smoothed, the trees no longer step at a split, but they stay steeper than "
            "curves: a record whose measurements differ between its files moves further."
            if learner == "trees" and not rates_ok else ""),
