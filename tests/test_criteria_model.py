@@ -252,7 +252,7 @@ def test_contract_refuses_other_measurements(criteria_run, tmp_path):
     features["names"] = list(FEATURE_NAMES)
     features["referral"] = "signals.criteria.lbbb_like/0"
     props["mi_screen.features"] = json.dumps(features)
-    with pytest.raises(ModelContractError, match="sends records to borderline|borderline by"):
+    with pytest.raises(ModelContractError, match="send records to borderline by the rule"):
         ModelContract.from_metadata(props, source="old.onnx")
 
 
