@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from schemas import REFERRED_NOTE
+
 #: millimetres per second and per millivolt (the paper standard)
 MM_PER_S, MM_PER_MV = 25.0, 10.0
 ROW_MV = 3.0  # height of a row in mV
@@ -413,11 +415,7 @@ def page_png(signal: np.ndarray, fs: float, leads: tuple[str, ...],
     else:  # the grid and its shading in one pass
         np.copyto(pixels[:HEADER_PX], background[:HEADER_PX])
         np.add(background[HEADER_PX:], offset, out=pixels[HEADER_PX:])
-    p = row.get("mi_probability")
-    title = (f"{row['record_id']}   MI probability "
-             f"{'-' if p is None else f'{p:.3f}'}   band {row.get('band') or '-'}   "
-             f"quality {row.get('quality') or '-'}   25 mm/s, 10 mm/mV")
-    ink = _text_ink(8, 5, title, 14)
+    ink = _text_ink(8, 5, page_title(row), 14)
     second = [t for t in (criteria_text(row), row.get("quality_issues")) if t]
     if second:
         ink += _text_ink(8, 24, _fit_line("   ".join(second), 190), 13)
@@ -441,6 +439,17 @@ def _fit_line(text: str, limit: int) -> str:
         return text
     cut = text.rfind(" ", 0, limit - 3)
     return (text[:cut] if cut > 0 else text[: limit - 4]).rstrip(" ;,") + " ..."
+
+
+def page_title(row: dict[str, Any]) -> str:
+    """The page's first line: record, MI probability, band (and, for a record the scorer
+    referred whatever its probability, that it was), quality, paper speed and gain."""
+    p = row.get("mi_probability")
+    band = row.get("band") or "-"
+    if REFERRED_NOTE in (row.get("message") or ""):
+        band += " (referred: LBBB shape)"
+    return (f"{row['record_id']}   MI probability {'-' if p is None else f'{p:.3f}'}   "
+            f"band {band}   quality {row.get('quality') or '-'}   25 mm/s, 10 mm/mV")
 
 
 def criteria_text(row: dict[str, Any]) -> str:

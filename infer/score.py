@@ -31,7 +31,14 @@ from infer.readers import (
     record_id,
     safe_text,
 )
-from schemas import RESULTS_SCHEMA, Band, ModelContract, ModelContractError, band_for
+from schemas import (
+    REFERRED_NOTE,
+    RESULTS_SCHEMA,
+    Band,
+    ModelContract,
+    ModelContractError,
+    band_for,
+)
 from signals.measure import measurement_row
 from signals.quality import Quality, QualityLevel, ecg_quality
 from signals.windows import aggregate
@@ -627,14 +634,10 @@ def _refer_lbbb(row: dict[str, Any]) -> None:
     ``Measurements.lbbb_like``) goes to "borderline" whatever its probability: its Q waves and
     ST-T changes come from the conduction, so neither the criteria nor a model trained on them
     can call it MI or normal.  The probability is kept; the message says what the band was."""
-    if row["band"] == Band.BORDERLINE.value:
-        was = ""
-    else:
-        was = f" (its probability alone says {row['band']})"
-    note = (f"band borderline{was}: wide QRS of left bundle branch block shape (LBBB or "
-            "ventricular pacing), in which Q waves and ST-T changes are secondary and the MI "
-            "criteria do not apply; a cardiologist reads it (for example by the Sgarbossa "
-            "criteria)")
+    note = (f"{REFERRED_NOTE} (alone it gives {row['band']}): wide QRS of left bundle branch "
+            "block shape (LBBB or ventricular pacing), in which Q waves and ST-T changes are "
+            "secondary and the MI criteria do not apply; a cardiologist reads it (for example "
+            "by the Sgarbossa criteria)")
     row["band"] = Band.BORDERLINE.value
     row["message"] = "; ".join(m for m in (row.get("message"), note) if m)
 

@@ -209,6 +209,11 @@ class Band(enum.StrEnum):
     ABNORMAL = "abnormal"  #: a beat model's positive band
 
 
+#: How a results row's message says its band was set to borderline whatever its probability
+#: (a wide QRS of left bundle branch block shape, ``signals.criteria.lbbb_like``).
+REFERRED_NOTE = "referred to borderline whatever its probability"
+
+
 def band_for(probability: float, low: float, high: float, positive: Band = Band.MI) -> Band:
     """Band of one probability: ``p < low`` normal, ``p >= high`` positive (MI, or abnormal for
     a beat model), otherwise borderline."""

@@ -119,16 +119,19 @@ def test_lbbb_shape_is_referred(criteria_run, tmp_path):
     db = pd.read_csv(SAMPLE / "ptbxl_database.csv", index_col="ecg_id")
     clbbb = [str(i) for i, c in db["scp_codes"].items() if "'CLBBB'" in c]
     assert len(clbbb) >= 5
+    from infer.plots import page_title
+
     low, high = model.contract.band_low, model.contract.band_high
     for r in rows.values():
         if r["lbbb_pattern"]:
             assert r["band"] == "borderline"
             assert "left bundle branch block" in r["message"]
             assert r["mi_criteria"].startswith("criteria do not apply")
+            assert "band borderline (referred: LBBB shape)" in page_title(r)
         elif r["mi_probability"] is not None:
             want = "MI" if r["mi_probability"] >= high else (
                 "normal" if r["mi_probability"] < low else "borderline")
-            assert r["band"] == want
+            assert r["band"] == want and "referred" not in page_title(r)
     assert all(rows[k]["lbbb_pattern"] for k in clbbb)
     # without the rule in its contract (a model exported before it) no band is changed
     proto = onnx.load(onnx_path)
@@ -143,6 +146,7 @@ def test_lbbb_shape_is_referred(criteria_run, tmp_path):
     before = _scores(tmp_path / "old.parquet")
     assert any(before[k]["band"] != "borderline" for k in clbbb)
     assert all(before[k]["lbbb_pattern"] for k in clbbb)
+    assert not any("referred" in page_title(r) for r in before.values())
     # the batch report shows what drove each verdict, the referral too
     from infer.report import write_report
 
