@@ -91,26 +91,30 @@ GRID_POINTS = 61
 BLEND_WEIGHT = 0.25
 
 
+def _in_batches(split, index, measure_batch, empty: np.ndarray,
+                use_alt: bool = False) -> np.ndarray:
+    """``measure_batch(mV, fs)`` over a split's records at ``index``, :data:`FEATURE_BATCH`
+    at a time (bounds memory at 500 Hz), concatenated; ``empty`` when there are none."""
+    idx = np.arange(len(split))[index]
+    parts = []
+    for i in range(0, len(idx), FEATURE_BATCH):
+        batch = idx[i : i + FEATURE_BATCH]
+        mv = split.millivolts(batch, np.ones(len(batch), bool) if use_alt else None)
+        parts.append(measure_batch(mv, split.fs))
+    return np.concatenate(parts) if parts else empty
+
+
 def split_features(split, index=slice(None), use_alt: bool = False) -> np.ndarray:
     """:func:`signals.criteria.mi_features` of a split's records, in batches; with
     ``use_alt``, of their other-rate copies (:attr:`train.dataset.Split.alt`)."""
-    idx = np.arange(len(split))[index]
-
-    def mv(batch: np.ndarray) -> np.ndarray:
-        return split.millivolts(batch, np.ones(len(batch), bool) if use_alt else None)
-
-    parts = [mi_features(mv(idx[i : i + FEATURE_BATCH]), split.fs)
-             for i in range(0, len(idx), FEATURE_BATCH)]
-    return np.concatenate(parts) if parts else np.zeros((0, len(FEATURE_NAMES)), np.float32)
+    return _in_batches(split, index, mi_features,
+                       np.zeros((0, len(FEATURE_NAMES)), np.float32), use_alt)
 
 
 def split_referrals(split, index=slice(None)) -> np.ndarray:
     """:func:`signals.criteria.lbbb_like` of a split's records, in batches: the records whose
     band is borderline whatever the model says (the scorer applies the same rule)."""
-    idx = np.arange(len(split))[index]
-    parts = [lbbb_like(split.millivolts(idx[i : i + FEATURE_BATCH]), split.fs)
-             for i in range(0, len(idx), FEATURE_BATCH)]
-    return np.concatenate(parts) if parts else np.zeros(0, bool)
+    return _in_batches(split, index, lbbb_like, np.zeros(0, bool))
 
 
 class _MeasurementModel:

@@ -433,7 +433,7 @@ def model_extension(arch: str) -> str:
 
 def features_contract(fs: int) -> dict[str, Any]:
     """What a criteria model's graph takes: the function, its version, the columns."""
-    from signals.criteria import FEATURE_NAMES, FEATURES_VERSION, REFERRAL_VERSION
+    from signals.criteria import FEATURE_NAMES, FEATURES_VERSION
     from train.criteria import FEATURES_INPUT
 
     return {"function": FEATURES_VERSION, "input": FEATURES_INPUT, "fs": int(fs),
