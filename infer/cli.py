@@ -367,12 +367,16 @@ def _bands_line(c, bands) -> str:
     positive = "abnormal" if c.task == "beats" else "MI"
     line = f"bands: normal < {c.band_low:.4f} <= borderline < {c.band_high:.4f} <= {positive}"
     parts = []
+    unit = "beats" if c.task == "beats" else "records"
     for side in ("low", "high"):
         b = c.band_bounds.get(side)
-        if b:
+        if b and "met" in b:  # bands chosen on plain estimates (train fit --confidence 0)
+            parts.append(f"{b['metric']} {b['estimate']:.2f} (target {b['target']:.2f} as an "
+                         f"estimate {'met' if b['met'] else 'NOT met'}; lower bound "
+                         f"{b['lower_bound']:.2f} on {b['n']} {unit})")
+        elif b:
             parts.append(f"{b['metric']} {b['estimate']:.2f} (lower bound {b['lower_bound']:.2f} "
-                         f"on {b['n']} {'beats' if c.task == 'beats' else 'records'}, target "
-                         f"{b['target']:.2f} "
+                         f"on {b['n']} {unit}, target {b['target']:.2f} "
                          f"{'met' if b['supported'] else 'NOT supported'})")
     return line + ("; " + ", ".join(parts) if parts else "")
 

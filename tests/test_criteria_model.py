@@ -294,6 +294,17 @@ def test_confidence_zero_treats_the_targets_as_estimates(criteria_run, data_100,
     achieved = bands["achieved"]
     assert bands["confidence"] == 0 and achieved["confidence"] == 0.95
     assert achieved["low"]["estimate"] >= 0.90 and achieved["high"]["estimate"] >= 0.95
+    # what was chosen on is recorded, and each side says whether its estimate meets the
+    # target; the 41 MI records cannot prove 0.90 as a bound, and the statement says both
+    assert achieved["targets_as"] == "estimates"
+    assert achieved["low"]["met"] is True and achieved["low"]["supported"] is False
+    assert achieved["low"]["statement"].startswith(
+        "The sensitivity target of 0.90 is met as a plain estimate (")
+    assert "but not supported as a bound: the 95% lower confidence bound" in (
+        achieved["low"]["statement"])
+    default_achieved = criteria_run[1]["bands"]["achieved"]
+    assert default_achieved["targets_as"] == "bounds" and "met" not in default_achieved["low"]
+    assert "| met |" in (out / "report.md").read_text()
     oof = pq.read_table(out / "predictions.parquet").to_pandas().query("split == 'out_of_fold'")
     default = pq.read_table(criteria_run[0] / "predictions.parquet").to_pandas()
     default = default.query("split == 'out_of_fold'")
@@ -310,6 +321,15 @@ def test_confidence_zero_treats_the_targets_as_estimates(criteria_run, data_100,
     card = (tmp_path / "estimates_card.md").read_text()
     assert "plain estimate on the out-of-fold records" in card
     assert "lower confidence bound." not in card.split("## Data")[0].split("Targets:")[1]
+    assert "(target 0.90: met as an estimate, NOT supported as a bound)" in card
+    # the scorer's summary line says the targets are estimates, with the bound beside them
+    result = CliRunner().invoke(cli, [
+        "score", "--input", str(SAMPLE / "records100" / "00000"), "--model",
+        str(tmp_path / "estimates.onnx"), "--out", str(tmp_path / "r.parquet")])
+    assert result.exit_code == 0, result.output
+    low = achieved["low"]
+    assert (f"sensitivity {low['estimate']:.2f} (target 0.90 as an estimate met; lower bound "
+            f"{low['lower_bound']:.2f} on 41 records)") in result.output
 
 
 @pytest.mark.parametrize("level", ["0.3", "1"])

@@ -117,6 +117,30 @@ def test_referred_records_are_borderline_and_neither_missed_nor_falsely_called(c
         int((got == "borderline").sum()))
 
 
+def test_band_report_says_whether_estimates_meet_their_targets():
+    """Bands chosen on plain estimates (``confidence`` 0) are reported as such: per side
+    whether the estimate meets the target (``met``) and, apart from it, whether the 95 %
+    bound supports it; a fixed threshold that misses the target says NOT met."""
+    from train.evaluate import Bands, band_report
+
+    y = np.r_[np.ones(20, bool), np.zeros(80, bool)]
+    p = np.r_[np.linspace(0.05, 0.95, 20), np.linspace(0.0, 0.6, 80)]
+    # 18 of 20 MI at or above 0.14 (0.90), 76 of 80 non-MI below 0.57 (0.95)
+    rep = band_report(y, p, Bands(0.14, 0.57), 0.90, 0.95, 0)
+    assert rep["targets_as"] == "estimates" and rep["confidence"] == 0.95
+    assert rep["low"]["estimate"] == pytest.approx(0.90) and rep["low"]["met"] is True
+    assert rep["low"]["supported"] is False  # 18 of 20 proves about 0.72
+    assert rep["low"]["statement"].startswith(
+        "The sensitivity target of 0.90 is met as a plain estimate (0.900 on 20 MI records)")
+    missed = band_report(y, p, Bands(0.5, 0.57), 0.90, 0.95, 0)
+    assert missed["low"]["met"] is False
+    assert "is NOT met as a plain estimate" in missed["low"]["statement"]
+    bounds = band_report(y, p, Bands(0.14, 0.57), 0.90, 0.95, 0.95)
+    assert bounds["targets_as"] == "bounds" and "met" not in bounds["low"]
+    assert bounds["low"]["statement"].startswith("The sensitivity target of 0.90 is not "
+                                                 "supported by the data: with 20 MI records")
+
+
 # ----------------------------------------------------------------------------- data and models
 
 

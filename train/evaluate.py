@@ -223,14 +223,18 @@ def band_report(y: np.ndarray, p: np.ndarray, bands: Bands, min_sensitivity: flo
     that confidence, and a plain-words statement when it is not.  ``confidence`` 0 (bands
     chosen on plain estimates) reports the bounds at 95 %.  Records marked in ``refer`` are
     borderline whatever their score (:func:`referred_scores`): neither missed nor falsely
-    called."""
+    called.  ``targets_as`` says which the bands were chosen on ("bounds" or "estimates"); with
+    estimates each side's ``met`` says whether its estimate reaches the target, and its
+    statement says what the bound leaves unproven."""
+    as_estimates = not confidence
     confidence = confidence or 0.95
     y = np.asarray(y).astype(bool)
     p = referred_scores(y, p, refer)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     k = int((p[y] >= bands.low).sum())
     m = int((p[~y] < bands.high).sum())
-    out: dict[str, Any] = {"confidence": confidence}
+    out: dict[str, Any] = {"confidence": confidence,
+                           "targets_as": "estimates" if as_estimates else "bounds"}
     if refer is not None:
         out["referred"] = {"records": int(np.sum(refer)),
                            "mi": int(np.sum(np.asarray(refer, dtype=bool) & y))}
@@ -241,13 +245,20 @@ def band_report(y: np.ndarray, p: np.ndarray, bands: Bands, min_sensitivity: flo
         lb = float(clopper_pearson_lower(count, n, confidence))
         supported = bool(lb >= target)
         best = float(clopper_pearson_lower(n, n, confidence))
+        estimate = count / n if n else float("nan")
         entry = {"threshold": getattr(bands, name), "metric": what, "target": target,
-                 "estimate": count / n if n else float("nan"), "lower_bound": lb, "n": n,
-                 "supported": supported}
+                 "estimate": estimate, "lower_bound": lb, "n": n, "supported": supported}
+        if as_estimates:
+            entry["met"] = bool(estimate >= target)
         if not supported:
             entry["statement"] = (
-                f"The {what} target of {target:.2f} is not supported by the data: with {n} "
-                f"{cls} records the {confidence:.0%} lower confidence bound of {what} is "
+                (f"The {what} target of {target:.2f} is "
+                 f"{'met' if entry.get('met') else 'NOT met'} as a plain estimate "
+                 f"({estimate:.3f} on {n} {cls} records) but not supported as a bound: the "
+                 if as_estimates else
+                 f"The {what} target of {target:.2f} is not supported by the data: with {n} "
+                 f"{cls} records the ")
+                + f"{confidence:.0%} lower confidence bound of {what} is "
                 f"{lb:.3f} at the {name} threshold" + (
                     f", and could not exceed {best:.3f} even if every {cls} record fell on its "
                     f"side; about {_records_needed(target, confidence)} {cls} records are "
@@ -437,12 +448,18 @@ def _bounds_lines(bands: dict[str, Any]) -> list[str]:
     achieved = bands.get("achieved")
     if not achieved:
         return []
-    out = [f"| threshold | target | estimate | {achieved['confidence']:.0%} lower bound | "
-           "records | supported |", "|---|---|---|---|---|---|"]
+    estimates = achieved.get("targets_as") == "estimates"
+    out = (["The bands were chosen with the targets as plain out-of-fold estimates "
+            "(`--confidence 0`): *met* says whether the estimate reaches a target, the bound "
+            "what these records prove.", ""] if estimates else [])
+    out += [f"| threshold | target | estimate |{' met |' if estimates else ''} "
+            f"{achieved['confidence']:.0%} lower bound | records | supported as a bound |",
+            "|---|---|---|---|---|---|" + ("---|" if estimates else "")]
     for side in ("low", "high"):
         a = achieved[side]
+        met = f" {'yes' if a.get('met') else '**no**'} |" if estimates else ""
         out.append(f"| {side} {a['threshold']:.4f} | {a['metric']} >= {a['target']:.2f} | "
-                   f"{_fmt(a['estimate'])} | {_fmt(a['lower_bound'])} | {a['n']} | "
+                   f"{_fmt(a['estimate'])} |{met} {_fmt(a['lower_bound'])} | {a['n']} | "
                    f"{'yes' if a['supported'] else '**no**'} |")
     out += ["", *(f"**{achieved[s]['statement']}**" for s in ("low", "high")
                   if "statement" in achieved[s])]

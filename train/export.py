@@ -331,9 +331,12 @@ def _card_bounds(bounds: dict[str, Any]) -> str:
         if side not in bounds:
             continue
         b = bounds[side]
+        verdict = (f"met as an estimate, {'' if b['supported'] else 'NOT '}supported as a bound"
+                   if "met" in b and b["met"] else
+                   "NOT met as an estimate" if "met" in b else
+                   "supported" if b["supported"] else "NOT supported")
         lines.append(f"- {side} threshold: {b['metric']} {b['estimate']:.3f} on {b['n']} records, "
-                     f"lower bound {b['lower_bound']:.3f} (target {b['target']:.2f}: "
-                     f"{'supported' if b['supported'] else 'NOT supported'})")
+                     f"lower bound {b['lower_bound']:.3f} (target {b['target']:.2f}: {verdict})")
         if "statement" in b:
             lines.append(f"  **{b['statement']}**")
     return "\n".join(lines)
