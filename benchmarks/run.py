@@ -805,12 +805,12 @@ def bench_rates(work: Path, lines: list[str], results: dict) -> None:
     folds = {"train_folds": tuple(range(1, 7)), "val_folds": (7,), "test_folds": (8,)}
     db = _sample_folds()
     out = {}
-    folds.update(SAMPLE_BANDS)
     for name, extra in (("default", {}),
                         ("mix-rate", {"mix_rate_data": str(work / "sample-500")})):
         run_dir = work / f"rates-{name}"
         t0 = time.perf_counter()
-        fit(work / "sample-100", run_dir, FitConfig(**folds, **extra), overwrite=True)
+        fit(work / "sample-100", run_dir, FitConfig(**folds, **SAMPLE_BANDS, **extra),
+            overwrite=True)
         seconds = time.perf_counter() - t0
         export_onnx(run_dir, work / f"rates-{name}.onnx", overwrite=True)
         model = Model(work / f"rates-{name}.onnx")
