@@ -34,9 +34,10 @@ pair of thresholds).
 
 ``--measure NAME=VALUE`` screens the measurement itself: it changes a constant of
 :mod:`signals.criteria` for the run (``--measure ONSET_FRACTION=0.08``, the clinical onset;
-``--measure MODEL_ONSET_SHIFT_S=0.005``, the model's; benchmarks/EXPERIMENTS.md, "The
-calibrated harness, the QRS onset, and both rates' measurements" and "A repeatable onset for
-the model").
+``--measure MODEL_ONSET_SHIFT_S=0.005``, the model's; a pair as comma-separated values,
+``--measure QS_BLEND_MV=0.025,0.125``; benchmarks/EXPERIMENTS.md, "The calibrated harness,
+the QRS onset, and both rates' measurements", "A repeatable onset for the model" and "A
+wider QS/rS blend").
 
 Before 2026-12-06 (``mi_features/1``) ``trees-smoothed`` was the mean over 32 fixed jitters of
 0.1 of each spread, not the exact mean.
@@ -60,7 +61,7 @@ PLACEMENTS = ((0.295, 0.878), (0.5, 0.85), (0.6, 0.8))
 
 
 def features(work: Path):
-    """Per-record folds, labels, and the measurements of both files at 100 Hz."""
+    """Per-record folds, labels, the measurements of both files at 100 Hz, and ecg ids."""
     from ingest import convert_ptbxl
     from signals.criteria import measure
     from signals.resample import resample
@@ -70,7 +71,7 @@ def features(work: Path):
         if not (work / f"sample-{rate}").exists():
             convert_ptbxl(REPO / "data" / "ptbxl-sample", work / f"sample-{rate}", rate=rate,
                           n_jobs=1)
-    fold, y, fa, fb, beats = [], [], [], [], 0
+    fold, y, fa, fb, ids, beats = [], [], [], [], [], 0
     for f in range(1, 9):
         a, b = load_split(work / "sample-100", [f]), load_split(work / "sample-500", [f])
         if not np.array_equal(a.ecg_id, b.ecg_id):
@@ -78,12 +79,14 @@ def features(work: Path):
         x5 = resample(b.millivolts(), b.fs, a.fs, axis=1)[:, : a.n_samples]
         fold += [f] * len(a)
         y.append(a.y.astype(int))
+        ids.append(a.ecg_id)
         ma, mb = measure(a.millivolts(), a.fs), measure(x5, a.fs)
         fa.append(ma.features())  # what mi_features returns
         fb.append(mb.features())
         beats += int((ma.n_beats != mb.n_beats).sum())
     print(f"{beats} records keep a different number of beats from their two files")
-    return np.array(fold), np.concatenate(y), np.concatenate(fa), np.concatenate(fb)
+    return (np.array(fold), np.concatenate(y), np.concatenate(fa), np.concatenate(fb),
+            np.concatenate(ids))
 
 
 def _standardise(train: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -161,6 +164,28 @@ def row(name: str, y, za, zb) -> str:
             f"{(dc > 0.02).sum()} | {' / '.join(map(str, changes))} |")
 
 
+def exported(fold, y, fa, fb, ids, oof_z, seed: int, train_folds) -> str:
+    """The exported recipe's agreement: the blend fitted on ``train_folds`` alone (as ``make
+    export`` trains on the sample's folds 1-6) scores every record from both files, through a
+    Platt calibration fitted on the blend's out-of-fold 100 Hz log-odds ``oof_z`` (as ``train
+    fit`` calibrates).  Unlike out of fold, a record can then sit at a split its own
+    measurements placed; the figures are given for the training folds and the others."""
+    from train.calibrate import fit_calibrator
+    from train.criteria import BlendModel
+
+    tr = np.isin(fold, train_folds)
+    model = BlendModel.fit_features(fa[tr], y[tr], 100, seed=seed)
+    cal = fit_calibrator("platt", 1 / (1 + np.exp(-oof_z)), y)
+    pa, pb = (cal(1 / (1 + np.exp(-model.log_odds(x)))) for x in (fa, fb))
+    d = np.abs(pa - pb)
+    worst = np.argsort(-d)[:3]
+    return (f"exported recipe (the blend fitted on folds {','.join(map(str, train_folds))}, "
+            f"calibrated out of fold): calibrated max {d.max():.3f} (training folds "
+            f"{d[tr].max():.3f}, the others {d[~tr].max():.4f}), over 0.02: "
+            f"{int((d > 0.02).sum())}; largest "
+            + ", ".join(f"{ids[i]:05d} {d[i]:.3f}" for i in worst))
+
+
 def set_measurement(settings: list[str]) -> list[str]:
     """``NAME=VALUE`` pairs set as constants of :mod:`signals.criteria` for this run (a
     screen of the measurement itself; an exported model always measures with its contract's
@@ -170,12 +195,22 @@ def set_measurement(settings: list[str]) -> list[str]:
     done = []
     for item in settings:
         name, _, value = item.partition("=")
-        if not hasattr(sc, name) or not isinstance(getattr(sc, name), float):
+        old = getattr(sc, name, None)
+        pair = isinstance(old, tuple) and all(isinstance(v, float) for v in old)
+        if not (isinstance(old, float) or pair):
             raise SystemExit(f"--measure {item!r}: signals.criteria has no float constant "
-                             f"{name!r}; one of e.g. ONSET_FRACTION, END_FRACTION, "
-                             "MIN_BEAT_CORRELATION")
-        setattr(sc, name, float(value))
-        done.append(f"{name}={float(value):g}")
+                             f"{name!r} (nor a tuple of floats); one of e.g. ONSET_FRACTION, "
+                             "END_FRACTION, MIN_BEAT_CORRELATION, QS_BLEND_MV")
+        try:
+            new = (tuple(float(v) for v in value.split(",")) if pair else float(value))
+        except ValueError:
+            raise SystemExit(f"--measure {item!r}: {value!r} is not a number"
+                             + (" list" if pair else "")) from None
+        if pair and len(new) != len(old):
+            raise SystemExit(f"--measure {item!r}: {name} takes {len(old)} comma-separated "
+                             f"values, e.g. {name}={','.join(f'{v:g}' for v in old)}")
+        setattr(sc, name, new)
+        done.append(f"{name}=" + (",".join(f"{v:g}" for v in new) if pair else f"{new:g}"))
     return done
 
 
@@ -191,6 +226,9 @@ def main() -> None:
     ap.add_argument("--measure", action="append", default=[], metavar="NAME=VALUE",
                     help="measure with a signals.criteria constant changed, e.g. "
                          "ONSET_FRACTION=0.08 (repeatable; a screen, not what a model uses)")
+    ap.add_argument("--exported", metavar="FOLDS", default="",
+                    help="also fit the blend on these folds (e.g. 1-6, the sample's export) "
+                         "and report both files' agreement on every record")
     ap.add_argument("--blend-only", action="store_true",
                     help="only the additive model and the blends (a quicker screen)")
     args = ap.parse_args()
@@ -198,7 +236,7 @@ def main() -> None:
     changed = set_measurement(args.measure)
     if changed:
         print("measured with " + ", ".join(changed))
-    fold, y, fa, fb = features(args.work)
+    fold, y, fa, fb, ids = features(args.work)
     from signals.criteria import FEATURE_NAMES
 
     counts = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith("n_")]
@@ -211,9 +249,18 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     smoothings = tuple(float(v) for v in args.smoothings.split(","))
     weights = tuple(float(v) for v in args.weights.split(","))
-    for name, (za, zb) in out_of_fold(fold, y, fa, fb, args.seed, smoothings, weights,
-                                      args.blend_only).items():
+    z = out_of_fold(fold, y, fa, fb, args.seed, smoothings, weights, args.blend_only)
+    for name, (za, zb) in z.items():
         print(row(name, y, za, zb), flush=True)
+    if args.exported:
+        from train.criteria import BLEND_WEIGHT
+        from train.dataset import parse_folds
+
+        key = f"blend-{BLEND_WEIGHT:g}"
+        if key not in z:
+            raise SystemExit(f"--exported needs the default weight {BLEND_WEIGHT:g} in --weights")
+        print("\n" + exported(fold, y, fa, fb, ids, z[key][0], args.seed,
+                              parse_folds(args.exported)))
 
 
 if __name__ == "__main__":
