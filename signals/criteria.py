@@ -54,7 +54,7 @@ from schemas import LEADS
 
 #: The measurement function's identity in a model's contract: a model trained on version N
 #: features must be scored with version N.
-FEATURES_VERSION = "signals.criteria.mi_features/4"
+FEATURES_VERSION = "signals.criteria.mi_features/5"
 
 #: Anatomical lead groups (contiguous leads).  aVR belongs to none.
 LEAD_GROUPS: dict[str, tuple[str, ...]] = {
@@ -161,8 +161,11 @@ Q_WEIGHT_MV = 0.1
 #: The criteria read a QRS with an R under 0.05 mV as a QS complex (its Q the whole QRS, no
 #: S) and anything taller as rS; the model reads the two blended, all QS at an R of the first
 #: value, all rS at the second, so an R of 0.04 mV in one file and 0.06 in the other (V1-V2
-#: often) moves its input a little instead of swapping the Q and S depths.
-QS_BLEND_MV = (0.025, 0.075)
+#: often) moves its input a little instead of swapping the Q and S depths.  Across the blend
+#: the Q and S depths move by the complex's depth over the width times the change in R:
+#: 0.1 mV wide from ``mi_features/5`` (0.05 before), a 0.7 mV complex's Q moves 7 µV for a
+#: µV of R, not 14 (benchmarks/EXPERIMENTS.md, "A wider QS/rS blend").
+QS_BLEND_MV = (0.025, 0.125)
 #: Per-lead columns of the model's input: the continuous readings and the clinical ones that
 #: have no switch in them.
 FEATURE_MEASURES = ("qd_ms", "qb_mv", "r_mv", "sb_mv", "st_j_mv", "st60_mv", "tb_mv")
