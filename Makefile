@@ -6,7 +6,7 @@
 #   make test                       the test suite (what CI runs)
 #   make ingest train export PTBXL_DIR=/path/to/ptb-xl     the full corpus
 #   variables: RATE=100|500  ARCH=criteria|cnnlstm|resnet1d|seed  EPOCHS=N  OUT=out  SCORE_INPUT=DIR
-#              BANDS='--min-sensitivity S --min-specificity S --confidence C' (train fit's)
+#              BANDS='--min-sensitivity S --min-specificity S --confidence C' (train fit's); a change retrains
 #              RESULTS=FILE  BEAT_ARCH=beatcnn|seed003
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -50,7 +50,7 @@ BEATS_DATA := $(OUT)/ecg5000
 BEATS_RUN := $(OUT)/run-beats-$(BEAT_ARCH)
 BEATS_MODEL := $(OUT)/beats.onnx
 
-.PHONY: help setup ingest train export score demo demo-beats browser test bench lint clean download-ptbxl
+.PHONY: FORCE help setup ingest train export score demo demo-beats browser test bench lint clean download-ptbxl
 
 help:
 	@sed -n '1,10p' Makefile
@@ -72,9 +72,16 @@ $(DATA)/manifest.json: | setup
 # a criteria model is trained on one version of signals.criteria's measurements, and the scorer
 # refuses it under another: a change there retrains it (about 20 s on the sample)
 MEASURES := signals/criteria.py
+# the folds and bands every run here is trained with, as a file rewritten only when they change:
+# `make train FOLDS=... BANDS=...` then retrains instead of keeping a run made with others
+SETTINGS := $(OUT)/.settings-$(DATASET)
+$(SETTINGS): FORCE
+	@mkdir -p $(OUT)
+	@echo '$(FOLDS) $(BANDS)' | cmp -s - $@ 2>/dev/null || echo '$(FOLDS) $(BANDS)' > $@
+FORCE:
 
 train: $(RUN)/run.json
-$(RUN)/run.json: $(DATA)/manifest.json $(if $(filter criteria,$(ARCH)),$(MEASURES)) | setup
+$(RUN)/run.json: $(DATA)/manifest.json $(SETTINGS) $(if $(filter criteria,$(ARCH)),$(MEASURES)) | setup
 	$(BIN)/train fit --data $(DATA) --out $(RUN) --arch $(ARCH) $(if $(EPOCHS),--epochs $(EPOCHS)) $(FOLDS) $(BANDS) --overwrite
 
 export: $(MODEL)
@@ -93,7 +100,7 @@ NET_ARCH := cnnlstm
 NET_RUN := $(OUT)/run-$(DATASET)-$(NET_ARCH)-$(RATE)
 NET_MODEL := $(OUT)/model-$(NET_ARCH).onnx
 ifneq ($(ARCH),$(NET_ARCH))
-$(NET_RUN)/run.json: $(DATA)/manifest.json | setup
+$(NET_RUN)/run.json: $(DATA)/manifest.json $(SETTINGS) | setup
 	$(BIN)/train fit --data $(DATA) --out $(NET_RUN) --arch $(NET_ARCH) $(FOLDS) $(BANDS) --overwrite
 endif
 
@@ -103,7 +110,7 @@ $(NET_MODEL): $(NET_RUN)/run.json | setup
 # the criteria model's other learners, which `make bench` measures beside the default
 ADD_RUN := $(OUT)/run-$(DATASET)-criteria-additive-$(RATE)
 ADD_MODEL := $(OUT)/model-additive.onnx
-$(ADD_RUN)/run.json: $(DATA)/manifest.json $(MEASURES) | setup
+$(ADD_RUN)/run.json: $(DATA)/manifest.json $(SETTINGS) $(MEASURES) | setup
 	$(BIN)/train fit --data $(DATA) --out $(ADD_RUN) --arch criteria --learner additive $(FOLDS) $(BANDS) --overwrite
 
 $(ADD_MODEL): $(ADD_RUN)/run.json | setup
@@ -111,7 +118,7 @@ $(ADD_MODEL): $(ADD_RUN)/run.json | setup
 
 TREES_RUN := $(OUT)/run-$(DATASET)-criteria-trees-$(RATE)
 TREES_MODEL := $(OUT)/model-trees.onnx
-$(TREES_RUN)/run.json: $(DATA)/manifest.json $(MEASURES) | setup
+$(TREES_RUN)/run.json: $(DATA)/manifest.json $(SETTINGS) $(MEASURES) | setup
 	$(BIN)/train fit --data $(DATA) --out $(TREES_RUN) --arch criteria --learner trees $(FOLDS) $(BANDS) --overwrite
 
 $(TREES_MODEL): $(TREES_RUN)/run.json | setup
