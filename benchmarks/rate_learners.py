@@ -19,6 +19,7 @@ records scored by learners fitted on the other seven):
 - ``additive``: the additive learner (:class:`train.criteria.AdditiveModel`);
 - ``blend-W``: ``1 - W`` times the additive model's log-odds plus ``W`` times the smoothed
   trees' (``--weights``; the ``blend`` learner's is :data:`train.criteria.BLEND_WEIGHT`);
+  ``blend-W-sS`` with the trees smoothed by S (``--blend-smoothings``);
 - ``blend-mixrate``: the blend at its default weight fitted on both files' measurements, two
   rows per training record (``train fit --mix-rate-data``).
 
@@ -31,6 +32,12 @@ placed at out-of-fold quantiles (three placements, so the count does not hang on
 pair of thresholds).
 
     python benchmarks/rate_learners.py --work /tmp/w/bw --seed 0
+
+``--exported FOLDS`` also re-creates the exported recipe for each blend (fitted on those
+folds, calibrated out of fold, every record scored from both files) and counts its band
+changes at its own bands and on average over 41 placements near them, the figure that
+does not hang on one pair of thresholds (benchmarks/EXPERIMENTS.md, "The resampler's
+cut-off, to a tenth of a hertz").
 
 ``--measure NAME=VALUE`` screens the measurement itself: it changes a constant of
 :mod:`signals.criteria` for the run (``--measure ONSET_FRACTION=0.08``, the clinical onset;
@@ -61,9 +68,10 @@ PLACEMENTS = ((0.295, 0.878), (0.5, 0.85), (0.6, 0.8))
 
 
 def features(work: Path):
-    """Per-record folds, labels, the measurements of both files at 100 Hz, and ecg ids."""
+    """Per-record folds, labels, the measurements of both files at 100 Hz, ecg ids, and both
+    files' LBBB referrals (:meth:`signals.criteria.Measurements.lbbb_like`, 2 x n)."""
     from ingest import convert_ptbxl
-    from signals.criteria import measure
+    from signals.criteria import lbbb_like, measure
     from signals.resample import resample
     from train.dataset import load_split
 
@@ -71,7 +79,7 @@ def features(work: Path):
         if not (work / f"sample-{rate}").exists():
             convert_ptbxl(REPO / "data" / "ptbxl-sample", work / f"sample-{rate}", rate=rate,
                           n_jobs=1)
-    fold, y, fa, fb, ids, beats = [], [], [], [], [], 0
+    fold, y, fa, fb, ids, refer, beats = [], [], [], [], [], [], 0
     for f in range(1, 9):
         a, b = load_split(work / "sample-100", [f]), load_split(work / "sample-500", [f])
         if not np.array_equal(a.ecg_id, b.ecg_id):
@@ -83,10 +91,11 @@ def features(work: Path):
         ma, mb = measure(a.millivolts(), a.fs), measure(x5, a.fs)
         fa.append(ma.features())  # what mi_features returns
         fb.append(mb.features())
+        refer.append(np.stack([lbbb_like(a.millivolts(), a.fs), lbbb_like(x5, a.fs)]))
         beats += int((ma.n_beats != mb.n_beats).sum())
     print(f"{beats} records keep a different number of beats from their two files")
     return (np.array(fold), np.concatenate(y), np.concatenate(fa), np.concatenate(fb),
-            np.concatenate(ids))
+            np.concatenate(ids), np.concatenate(refer, axis=1))
 
 
 def _standardise(train: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -96,20 +105,33 @@ def _standardise(train: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.clip((np.where(np.isnan(f), med, f) - med) / sd, -5, 5)
 
 
+def blend_name(weight: float, smoothing: float) -> str:
+    """A blend's row name: ``blend-W``, or ``blend-W-sS`` smoothed otherwise than the default
+    (:data:`train.criteria.TREE_SMOOTHING`)."""
+    from train.criteria import TREE_SMOOTHING
+
+    return f"blend-{weight:g}" + ("" if smoothing == TREE_SMOOTHING else f"-s{smoothing:g}")
+
+
 def out_of_fold(fold, y, fa, fb, seed: int = 0, smoothings=(0.3,), weights=(0.25,),
-                blend_only: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                blend_only: bool = False, blend_smoothings=None,
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Out-of-fold log-odds of each learner for the 100 Hz and the 500 Hz measurements
-    (``blend_only``: the additive model and the blends alone, a quicker screen)."""
+    (``blend_only``: the additive model and the blends alone, a quicker screen).  The blends
+    are every pair of ``weights`` and ``blend_smoothings`` (default: the trees' default
+    smoothing alone), all from the same trees."""
     from sklearn.linear_model import LogisticRegression
 
     from train.criteria import TREE_SMOOTHING, AdditiveModel, BlendModel, CriteriaModel, noise_scale
 
+    blend_smoothings = tuple(blend_smoothings or (TREE_SMOOTHING,))
     names = ["trees", "trees-mixrate", *(f"trees-smoothed-{s:g}" for s in smoothings),
              "logistic", "additive", "blend-mixrate"]
     if blend_only:
         names, smoothings = ["additive", "blend-mixrate"], ()
     z = {n: (np.zeros(len(y)), np.zeros(len(y))) for n in names}
-    blend = {w: (np.zeros(len(y)), np.zeros(len(y))) for w in weights}
+    blend = {(w, s): (np.zeros(len(y)), np.zeros(len(y)))
+             for w in weights for s in blend_smoothings}
     for f in np.unique(fold):
         tr, te = np.flatnonzero(fold != f), fold == f
         trees = CriteriaModel.fit_features(fa[tr], y[tr], 100, seed=seed, smoothing=0)
@@ -118,7 +140,7 @@ def out_of_fold(fold, y, fa, fb, seed: int = 0, smoothings=(0.3,), weights=(0.25
                                               np.concatenate([y[tr], y[tr]]), 100, seed=seed)
         mixed = CriteriaModel(mixed_blend.trees.estimators, 100)
         smoothed = {s: CriteriaModel(trees.estimators, 100, noise_scale(fa[tr], s))
-                    for s in {*smoothings, TREE_SMOOTHING}}
+                    for s in {*smoothings, *blend_smoothings}}
         additive = AdditiveModel.fit_features(fa[tr], y[tr], 100)
         for i, x in enumerate((fa[te], fb[te])):
             if not blend_only:
@@ -128,9 +150,9 @@ def out_of_fold(fold, y, fa, fb, seed: int = 0, smoothings=(0.3,), weights=(0.25
                 z[f"trees-smoothed-{s:g}"][i][te] = smoothed[s].log_odds(x)
             z["additive"][i][te] = additive.log_odds(x)
             z["blend-mixrate"][i][te] = mixed_blend.log_odds(x)
-            for w in weights:
-                blend[w][i][te] = ((1 - w) * z["additive"][i][te]
-                                   + w * smoothed[TREE_SMOOTHING].log_odds(x))
+            for w, s in blend:
+                blend[w, s][i][te] = ((1 - w) * z["additive"][i][te]
+                                      + w * smoothed[s].log_odds(x))
         if blend_only:
             continue
         lr = LogisticRegression(C=0.003, max_iter=3000).fit(_standardise(fa[tr], fa[tr]), y[tr])
@@ -138,7 +160,7 @@ def out_of_fold(fold, y, fa, fb, seed: int = 0, smoothings=(0.3,), weights=(0.25
         z["logistic"][1][te] = lr.decision_function(_standardise(fa[tr], fb[te]))
     if not blend_only:
         z["logistic+trees"] = tuple((z["logistic"][i] + z["trees"][i]) / 2 for i in range(2))
-    z.update({f"blend-{w:g}": v for w, v in blend.items()})
+    z.update({blend_name(w, s): v for (w, s), v in blend.items()})
     return z
 
 
@@ -164,26 +186,61 @@ def row(name: str, y, za, zb) -> str:
             f"{(dc > 0.02).sum()} | {' / '.join(map(str, changes))} |")
 
 
-def exported(fold, y, fa, fb, ids, oof_z, seed: int, train_folds) -> str:
-    """The exported recipe's agreement: the blend fitted on ``train_folds`` alone (as ``make
-    export`` trains on the sample's folds 1-6) scores every record from both files, through a
-    Platt calibration fitted on the blend's out-of-fold 100 Hz log-odds ``oof_z`` (as ``train
-    fit`` calibrates).  Unlike out of fold, a record can then sit at a split its own
-    measurements placed; the figures are given for the training folds and the others."""
+#: (seed, training folds) -> the exported recipe's hard trees and additive model
+_EXPORT_FITS: dict = {}
+
+
+def exported(fold, y, fa, fb, ids, refer, oof_z, seed: int, train_folds, weight: float,
+             smoothing: float) -> str:
+    """The exported recipe's agreement: the blend (``weight``, trees smoothed by
+    ``smoothing``) fitted on ``train_folds`` alone (as ``make export`` trains on the sample's
+    folds 1-6) scores every record from both files, through a Platt calibration fitted on the
+    blend's out-of-fold 100 Hz log-odds ``oof_z`` (as ``train fit`` calibrates).  Unlike out
+    of fold, a record can then sit at a split its own measurements placed; the figures are
+    given for the training folds and the others.
+
+    Band changes: at the recipe's own bands (:func:`train.evaluate.choose_bands` on the
+    calibrated out-of-fold scores, the Makefile's targets: sensitivity 0.90, specificity 0.95,
+    plain estimates; ``refer`` (the two files' LBBB referrals) borderline whatever the score),
+    and their mean over 41 placements of both thresholds shifted together by -0.5 to +0.5
+    log-odds: how many records a threshold near these bands would split, which does not hang
+    on where one pair of thresholds happened to fall."""
     from train.calibrate import fit_calibrator
-    from train.criteria import BlendModel
+    from train.criteria import AdditiveModel, BlendModel, CriteriaModel, noise_scale
+    from train.evaluate import Bands, choose_bands
 
     tr = np.isin(fold, train_folds)
-    model = BlendModel.fit_features(fa[tr], y[tr], 100, seed=seed)
+    key = (seed, tuple(train_folds))
+    if key not in _EXPORT_FITS:  # one fit serves every weight and smoothing
+        _EXPORT_FITS[key] = (CriteriaModel.fit_features(fa[tr], y[tr], 100, seed=seed,
+                                                        smoothing=0),
+                             AdditiveModel.fit_features(fa[tr], y[tr], 100))
+    hard, additive = _EXPORT_FITS[key]
+    model = BlendModel(additive,
+                       CriteriaModel(hard.estimators, 100, noise_scale(fa[tr], smoothing)),
+                       weight, 100)
     cal = fit_calibrator("platt", 1 / (1 + np.exp(-oof_z)), y)
     pa, pb = (cal(1 / (1 + np.exp(-model.log_odds(x)))) for x in (fa, fb))
     d = np.abs(pa - pb)
     worst = np.argsort(-d)[:3]
-    return (f"exported recipe (the blend fitted on folds {','.join(map(str, train_folds))}, "
-            f"calibrated out of fold): calibrated max {d.max():.3f} (training folds "
-            f"{d[tr].max():.3f}, the others {d[~tr].max():.4f}), over 0.02: "
-            f"{int((d > 0.02).sum())}; largest "
-            + ", ".join(f"{ids[i]:05d} {d[i]:.3f}" for i in worst))
+    bands = choose_bands(y, cal(1 / (1 + np.exp(-oof_z))), 0.90, 0.95, refer=refer[0])
+
+    def changes(b: Bands) -> np.ndarray:
+        return b.assign(pa, refer[0]) != b.assign(pb, refer[1])
+
+    own = np.flatnonzero(changes(bands))
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    near = np.mean([changes(Bands(1 / (1 + np.exp(-logit(bands.low) - s)),
+                                  1 / (1 + np.exp(-logit(bands.high) - s)))).sum()
+                    for s in np.linspace(-0.5, 0.5, 41)])
+    return (f"exported recipe ({blend_name(weight, smoothing)}, fitted on folds "
+            f"{','.join(map(str, train_folds))}, calibrated out of fold): calibrated max "
+            f"{d.max():.3f} (training folds {d[tr].max():.3f}, the others {d[~tr].max():.4f}), "
+            f"mean {d.mean():.4f}, over 0.02: {int((d > 0.02).sum())}; largest "
+            + ", ".join(f"{ids[i]:05d} {d[i]:.3f}" for i in worst)
+            + f"; bands {bands.low:.4f} / {bands.high:.4f}: {len(own)} band changes ("
+            + (", ".join(f"{ids[i]:05d}" for i in own) or "none")
+            + f"), {near:.2f} on average near them")
 
 
 def set_measurement(settings: list[str]) -> list[str]:
@@ -223,6 +280,9 @@ def main() -> None:
                     help="the smoothed trees' noise, in spreads of each measurement")
     ap.add_argument("--weights", default="0.2,0.25,0.33",
                     help="the blend's weights on the smoothed trees")
+    ap.add_argument("--blend-smoothings", default="",
+                    help="the blends' tree smoothings (default: train.criteria.TREE_SMOOTHING); "
+                         "every pair with --weights is a blend, from the same trees")
     ap.add_argument("--measure", action="append", default=[], metavar="NAME=VALUE",
                     help="measure with a signals.criteria constant changed, e.g. "
                          "ONSET_FRACTION=0.08 (repeatable; a screen, not what a model uses)")
@@ -236,7 +296,7 @@ def main() -> None:
     changed = set_measurement(args.measure)
     if changed:
         print("measured with " + ", ".join(changed))
-    fold, y, fa, fb, ids = features(args.work)
+    fold, y, fa, fb, ids, refer = features(args.work)
     from signals.criteria import FEATURE_NAMES
 
     counts = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith("n_")]
@@ -249,18 +309,20 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     smoothings = tuple(float(v) for v in args.smoothings.split(","))
     weights = tuple(float(v) for v in args.weights.split(","))
-    z = out_of_fold(fold, y, fa, fb, args.seed, smoothings, weights, args.blend_only)
+    blend_smoothings = tuple(float(v) for v in args.blend_smoothings.split(",") if v)
+    z = out_of_fold(fold, y, fa, fb, args.seed, smoothings, weights, args.blend_only,
+                    blend_smoothings)
     for name, (za, zb) in z.items():
         print(row(name, y, za, zb), flush=True)
     if args.exported:
-        from train.criteria import BLEND_WEIGHT
+        from train.criteria import TREE_SMOOTHING
         from train.dataset import parse_folds
 
-        key = f"blend-{BLEND_WEIGHT:g}"
-        if key not in z:
-            raise SystemExit(f"--exported needs the default weight {BLEND_WEIGHT:g} in --weights")
-        print("\n" + exported(fold, y, fa, fb, ids, z[key][0], args.seed,
-                              parse_folds(args.exported)))
+        print()
+        for w in weights:
+            for sm in blend_smoothings or (TREE_SMOOTHING,):
+                print(exported(fold, y, fa, fb, ids, refer, z[blend_name(w, sm)][0], args.seed,
+                               parse_folds(args.exported), w, sm), flush=True)
 
 
 if __name__ == "__main__":
