@@ -700,12 +700,16 @@ def bench_infer(work: Path, lines: list[str], results: dict, model: Path) -> Non
 # ----------------------------------------------------------------------------- rates
 
 #: the scorer's resampler settings measured against each other: resample_poly's defaults (the
-#: scorer's resampler until 2026-12-01), with PTB-XL's 1.25 ms advance only, and as shipped
+#: scorer's resampler until 2026-12-01), with PTB-XL's 1.25 ms advance only, with the 45 Hz
+#: cut-off of 2026-12-01 to 2026-12-07, and as shipped
 RESAMPLERS = {
     "resample_poly defaults (former)": {"ADVANCE_S": 0.0, "CUTOFF": 1.0, "HALF_TAPS": 10,
                                         "BETA": 5.0},
     "+ 1.25 ms advance": {"ADVANCE_S": 0.00125, "CUTOFF": 1.0, "HALF_TAPS": 10, "BETA": 5.0},
-    "+ 45 Hz cut-off, 20 taps a side (shipped)": {},
+    "+ 45 Hz cut-off, 20 taps a side (former)": {"CUTOFF": 0.9},
+    "+ 44.6 Hz cut-off (shipped)": {},
+    "shipped, but 44.4 Hz": {"CUTOFF": 0.888},
+    "shipped, but 44.8 Hz": {"CUTOFF": 0.896},
     "shipped, but a 1.0 ms advance": {"ADVANCE_S": 0.0010},
     "shipped, but a 1.5 ms advance": {"ADVANCE_S": 0.0015},
     "shipped, but a 50 Hz cut-off": {"CUTOFF": 1.0},
@@ -757,7 +761,40 @@ def _ptbxl_pairs_rms() -> dict[str, dict]:
                             for hr, lr in _shipped_rate_pairs()])
         out[name] = {"records": len(rms), "mean_uv": float(rms.mean()),
                      "max_uv": float(rms.max())}
+    out.update(_free_filter_rms())
     return out
+
+
+#: taps a side of the free filter at 500 Hz (0.2 s, as long as the shipped filter)
+FREE_FILTER_HALF = 100
+
+
+def _free_filter_rms() -> dict[str, dict]:
+    """The limit any filter reaches: a free ``2 * FREE_FILTER_HALF + 1``-tap filter at 500 Hz
+    fitted by least squares to the odd-numbered shipped pairs (each 100 Hz sample against the
+    500 Hz samples around its own position), rms difference on the even-numbered ones,
+    which it never saw, as in :func:`_ptbxl_pairs_rms`."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    m, pairs = FREE_FILTER_HALF, _shipped_rate_pairs()
+    inner = np.arange(20, 980)  # 100 Hz samples whose 500 Hz window is inside the record
+
+    def rows(hr: np.ndarray, lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xs = sliding_window_view(np.asarray(hr, np.float64).T, 2 * m + 1, axis=1)
+        x = xs[:, np.clip(5 * inner - m, 0, xs.shape[1] - 1)]  # (leads, samples, taps)
+        ok = (5 * inner - m >= 0) & (5 * inner + m < hr.shape[0])
+        return x[:, ok].reshape(-1, 2 * m + 1), np.asarray(lr, np.float64).T[:, inner[ok]].ravel()
+
+    gram, cross = np.zeros((2 * m + 1, 2 * m + 1)), np.zeros(2 * m + 1)
+    for hr, lr in pairs[1::2]:
+        x, y = rows(hr, lr)
+        gram += x.T @ x
+        cross += x.T @ y
+    h = np.linalg.solve(gram + 1e-9 * np.trace(gram) * np.eye(len(cross)), cross)
+    rms = np.array([1000 * np.sqrt(np.mean((x @ h - y) ** 2))
+                    for x, y in (rows(hr, lr) for hr, lr in pairs[0::2])])
+    return {f"free {2 * m + 1}-tap filter, least squares on the other half (the limit)": {
+        "records": len(rms), "mean_uv": float(rms.mean()), "max_uv": float(rms.max())}}
 
 
 def _held_tail_share(model) -> dict:
@@ -815,14 +852,18 @@ def bench_rates(work: Path, lines: list[str], results: dict) -> None:
         export_onnx(run_dir, work / f"rates-{name}.onnx", overwrite=True)
         model = Model(work / f"rates-{name}.onnx")
         summary, got = _rate_consistency(model)
-        if name == "default":  # the same model through the former resampler
-            with _resampler(**RESAMPLERS["resample_poly defaults (former)"]):
-                former, _ = _rate_consistency(model)
-            out["default, former resampler"] = {
-                "records": former["records"], "max_abs_diff": former["max_abs_diff"],
-                "mean_abs_diff": former["mean_abs_diff"],
-                "p99_abs_diff": float(np.quantile(former["diff"], 0.99)),
-                "band_changes": former["band_changes"], "changed": former["changed"]}
+        if name == "default":  # the same model through the former resamplers
+            for key, settings in (("default, former resampler",
+                                   RESAMPLERS["resample_poly defaults (former)"]),
+                                  ("default, 45 Hz resampler",
+                                   RESAMPLERS["+ 45 Hz cut-off, 20 taps a side (former)"])):
+                with _resampler(**settings):
+                    former, _ = _rate_consistency(model)
+                out[key] = {
+                    "records": former["records"], "max_abs_diff": former["max_abs_diff"],
+                    "mean_abs_diff": former["mean_abs_diff"],
+                    "p99_abs_diff": float(np.quantile(former["diff"], 0.99)),
+                    "band_changes": former["band_changes"], "changed": former["changed"]}
             out["default, held tail"] = _held_tail_share(model)
         ids, diff, changed = summary.pop("ids"), summary.pop("diff"), summary["changed"]
         unseen = [i for i in ids if db[int(i)] in (7, 8)]
@@ -858,7 +899,9 @@ def bench_rates(work: Path, lines: list[str], results: dict) -> None:
         "cross-correlation after upsampling both to 20 kHz, a 100 Hz sample is the 500 Hz "
         "signal 1.25 ms (0.625 samples at 500 Hz, the same in every record) after its nominal "
         "time; a grid search over the filter's cut-off, length and window (on 60 records) "
-        "then found 0.9 of the 100 Hz Nyquist rate, 20 taps a side, Kaiser beta 6. The "
+        "then found 0.9 of the 100 Hz Nyquist rate, 20 taps a side, Kaiser beta 6, and a "
+        "finer one over the cut-off on all 353 records 0.8915 (44.6 Hz; benchmarks/"
+        "EXPERIMENTS.md, \"The resampler's cut-off, to a tenth of a hertz\"). The "
         "scorer's resampler (`signals/resample.py`) now resamples that way. Each shipped "
         "500 Hz file resampled to 100 Hz against the record's own 100 Hz file (rms "
         "difference inside the record, microvolts; int16 rounding of the 100 Hz file alone "
@@ -890,11 +933,13 @@ def bench_rates(work: Path, lines: list[str], results: dict) -> None:
             f"{r['unseen_band_changes']} of {r['unseen_records']} | {r['test_roc_auc']:.3f} "
             f"({r['test_roc_auc_ci95'][0]:.3f}-{r['test_roc_auc_ci95'][1]:.3f}) | "
             f"{r['train_seconds']:.0f} s |")
-    f = out["default, former resampler"]
-    lines.append(
-        f"| default, scored through the former resampler (same model) | "
-        f"{f['max_abs_diff']:.4f} | {f['mean_abs_diff']:.4f} | {f['p99_abs_diff']:.4f} | "
-        f"{f['band_changes']} | | | |")
+    for key, label in (("default, former resampler", "resample_poly's defaults"),
+                       ("default, 45 Hz resampler", "the 45 Hz cut-off (2026-12-01 to 07)")):
+        f = out[key]
+        lines.append(
+            f"| default, scored through {label} (same model) | "
+            f"{f['max_abs_diff']:.4f} | {f['mean_abs_diff']:.4f} | {f['p99_abs_diff']:.4f} | "
+            f"{f['band_changes']} | | | |")
     for name, r in [(k, v) for k, v in out.items() if "changed" in v]:
         if r["changed"]:
             margins = r.get("changed_margin_to_threshold")
@@ -905,10 +950,15 @@ def bench_rates(work: Path, lines: list[str], results: dict) -> None:
     d, f = out["default"], out["default, former resampler"]
     ok = max(d["max_abs_diff"], out["mix-rate"]["max_abs_diff"]) <= 0.02 and not (
         d["band_changes"] or out["mix-rate"]["band_changes"])
+    h = out["default, 45 Hz resampler"]
     lines += [
         f"- Same model, former resampler -> shipped: max difference {f['max_abs_diff']:.4f} -> "
         f"{d['max_abs_diff']:.4f}, mean {f['mean_abs_diff']:.4f} -> {d['mean_abs_diff']:.4f}, "
-        f"band changes {f['band_changes']} -> {d['band_changes']}.",
+        f"band changes {f['band_changes']} -> {d['band_changes']}; from the 45 Hz cut-off: "
+        f"max {h['max_abs_diff']:.4f} -> {d['max_abs_diff']:.4f}, mean "
+        f"{h['mean_abs_diff']:.4f} -> {d['mean_abs_diff']:.4f}, 99th percentile "
+        f"{h['p99_abs_diff']:.4f} -> {d['p99_abs_diff']:.4f}, band changes "
+        f"{h['band_changes']} -> {d['band_changes']}.",
         "- PTB-XL's 500 Hz files hold their last ~0.1 s flat where the 100 Hz files go on. "
         "With the resampled signal's last 0.12 s taken from the 100 Hz file, the default "
         f"model's max difference goes from {tail['max_abs_diff']:.4f} to "

@@ -140,7 +140,7 @@ ONSET_FRACTION, END_FRACTION = 0.04, 0.10
 #: "A repeatable onset for the model").
 MODEL_ONSET_FRACTION, MODEL_ONSET_SHIFT_S = 0.12, 0.010
 #: Above 100 Hz the QRS onset and J point are found on the median beats band-limited to the
-#: band PTB-XL's 100 Hz files hold (its 500 Hz recordings low-passed at 45 Hz,
+#: band PTB-XL's 100 Hz files hold (its 500 Hz recordings low-passed at about 45 Hz: 44.6 in
 #: ``signals.resample.CUTOFF``): a zero-phase Kaiser-windowed sinc, 100 ms a side.  Timed on
 #: the unfiltered beats, the muscle noise and pacemaker spikes of a 500 Hz file keep the
 #: spatial velocity from settling, and onset and J point wander: on the shipped records the

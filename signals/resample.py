@@ -12,13 +12,18 @@ from numpy.lib.stride_tricks import as_strided
 
 #: PTB-XL's 100 Hz files are not ``resample_poly`` of its 500 Hz files.  Measured on the
 #: shipped pairs (``benchmarks/run.py --only rates``, RESULTS.md "Rate consistency"): a
-#: 100 Hz sample is the 500 Hz signal 1.25 ms later than its nominal time, low-passed at 0.9
-#: of the 100 Hz Nyquist rate.  Resampling this way brings a 500 Hz file within 0.66 uV (mean
-#: rms inside the record) of its 100 Hz file, against 18.1 uV for ``resample_poly``'s
-#: defaults, so a record scores the same whichever file the scorer is given.
+#: 100 Hz sample is the 500 Hz signal 1.25 ms later than its nominal time, low-passed at
+#: 0.8915 of the 100 Hz Nyquist rate (44.6 Hz).  Resampling this way brings a 500 Hz file
+#: within 0.33 uV (mean rms inside the record) of its 100 Hz file, against 18.1 uV for
+#: ``resample_poly``'s defaults, so a record scores the same whichever file the scorer is
+#: given.  Until 2026-12-07 the cut-off was 0.9 (45 Hz, 0.66 uV, from a coarser grid): the
+#: difference then lay in the 42-46 Hz band, which the spatial velocity that times the QRS
+#: amplifies most (benchmarks/EXPERIMENTS.md, "The resampler's cut-off, to a tenth of a
+#: hertz").  A free 201-tap filter fitted by least squares to half the records comes within
+#: 0.31 uV on the other half: what is left is the 100 Hz files' rounding to 1 uV (0.29).
 ADVANCE_S = 0.00125
 #: the anti-aliasing cut-off, as a fraction of the lower Nyquist rate
-CUTOFF = 0.9
+CUTOFF = 0.8915
 #: filter taps per side per rate step (``resample_poly`` uses 10), and the Kaiser window's beta
 HALF_TAPS = 20
 BETA = 6.0

@@ -193,7 +193,11 @@ def test_rates_agree(criteria_run, data_100, tmp_path):
     deep in one file and 0.06 in the other, at a split the trees learned from that record).
     With mi_features/2 (the clinical QRS onset for the model too): 0.069, 3 over 0.02, and
     0.041 on the unseen records.  The hard trees, the default before, measured 0.026, 0.13,
-    22 and 4 (the additive learner alone meets both targets, test_additive_rates_agree)."""
+    22 and 4 (the additive learner alone meets both targets, test_additive_rates_agree).
+    With the resampler's 44.6 Hz cut-off (2026-12-07, mi_features/5): median 0.0001, 95th
+    percentile 0.0020, largest 0.019, none over 0.02, 1 band change; through the former
+    45 Hz cut-off 0.0003, 0.0052, 0.016, none and none, which the median's and the 95th
+    percentile's bounds refuse."""
     from train.dataset import load_split
 
     onnx_path = criteria_run[2]
@@ -206,10 +210,10 @@ def test_rates_agree(criteria_run, data_100, tmp_path):
     changed = sum(ra[k]["band"] != rb[k]["band"] for k in ra)
     print(f"100 vs 500 Hz: median {np.median(d):.4f}, p95 {np.percentile(d, 95):.4f}, "
           f"max {d.max():.3f}, {int((d > 0.02).sum())} over 0.02, {changed} band changes")
-    assert np.median(d) < 0.002
-    assert np.percentile(d, 95) < 0.012
-    assert d.max() < 0.07, sorted(d)[-5:]
-    assert (d > 0.02).sum() <= 4
+    assert np.median(d) < 0.0002
+    assert np.percentile(d, 95) < 0.0035
+    assert d.max() < 0.025, sorted(d)[-5:]
+    assert (d > 0.02).sum() <= 1
     assert changed <= 1
     unseen = {str(int(i)) for i in load_split(data_100, SAMPLE_FOLDS["val_folds"]
                                               + SAMPLE_FOLDS["test_folds"]).ecg_id}
@@ -442,7 +446,9 @@ def test_additive_rates_agree(additive_run, tmp_path):
     learner: the issue's target, every record within 0.02 and at most one band change.
     Measured on 2026-12-07 with mi_features/3 and the curves on the measurements only (no
     counts of leads): 95th percentile 0.0051, largest 0.015, none over 0.02, one band change
-    (mi_features/2: 0.0055, 0.015, none, none).
+    (mi_features/2: 0.0055, 0.015, none, none).  With mi_features/5 and the resampler's
+    44.6 Hz cut-off: 0.0016, 0.006, none, none; through the former 45 Hz cut-off 0.0035,
+    0.009, none, none, which the 95th percentile's bound refuses.
     (On 2026-12-05, with mi_features/1 and the counts: largest 0.24, 6 over 0.02, 1 band
     change, from two records read as QS at one rate and rS at the other, and from counts
     stepping by a lead.)"""
@@ -455,6 +461,6 @@ def test_additive_rates_agree(additive_run, tmp_path):
     changed = sum(ra[k]["band"] != rb[k]["band"] for k in ra)
     print(f"additive 100 vs 500 Hz: p95 {np.percentile(d, 95):.4f}, max {d.max():.3f}, "
           f"{int((d > 0.02).sum())} over 0.02, {changed} band changes")
-    assert np.percentile(d, 95) < 0.01
+    assert np.percentile(d, 95) < 0.0025
     assert d.max() < 0.02, sorted(d)[-5:]
     assert changed <= 1

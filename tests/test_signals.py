@@ -258,8 +258,11 @@ def test_resampler_timing_and_band_on_pure_tones():
 
 def test_resampled_500_hz_files_match_their_100_hz_files():
     """The point of ADVANCE_S and CUTOFF: every shipped 500 Hz file, resampled by the scorer,
-    lands within a few microvolts of PTB-XL's own 100 Hz file of the same record (inside the
-    record; the files' last 0.1 s differ), far closer than resample_poly's defaults."""
+    lands within a microvolt of PTB-XL's own 100 Hz file of the same record (inside the
+    record; the files' last 0.1 s differ), far closer than resample_poly's defaults.
+    Measured on 2026-12-07: mean 0.33 uV, worst 0.60; with the former 45 Hz cut-off (0.9)
+    0.66 and 1.77, and with 44.4 or 44.8 Hz 0.42 or 0.45 on average, which the mean's bound
+    refuses."""
     from scipy.signal import resample_poly
 
     from signals.resample import resample
@@ -274,7 +277,8 @@ def test_resampled_500_hz_files_match_their_100_hz_files():
         theirs.append(np.sqrt(np.mean((resample_poly(hr, 1, 5, axis=0) - lr)[inner] ** 2)))
     ours, theirs = np.array(ours), np.array(theirs)
     assert len(ours) == 353
-    assert ours.max() < 0.003  # mV; int16 rounding of the 100 Hz file alone is 0.0003
+    assert ours.max() < 0.001  # mV; int16 rounding of the 100 Hz file alone is 0.0003
+    assert ours.mean() < 0.0004
     assert (ours < 0.15 * theirs).all()
 
 
