@@ -771,9 +771,9 @@ FREE_FILTER_HALF = 100
 
 def _free_filter_rms() -> dict[str, dict]:
     """The limit any filter reaches: a free ``2 * FREE_FILTER_HALF + 1``-tap filter at 500 Hz
-    fitted by least squares to the odd-numbered shipped pairs (each 100 Hz sample against the
-    500 Hz samples around its own position), rms difference on the even-numbered ones,
-    which it never saw, as in :func:`_ptbxl_pairs_rms`."""
+    fitted by least squares to every second shipped pair (each 100 Hz sample against the
+    500 Hz samples around its own position), rms difference on the other half, which it
+    never saw, as in :func:`_ptbxl_pairs_rms`."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     m, pairs = FREE_FILTER_HALF, _shipped_rate_pairs()
