@@ -71,7 +71,7 @@ def features(work: Path):
     """Per-record folds, labels, the measurements of both files at 100 Hz, ecg ids, and both
     files' LBBB referrals (:meth:`signals.criteria.Measurements.lbbb_like`, 2 x n)."""
     from ingest import convert_ptbxl
-    from signals.criteria import lbbb_like, measure
+    from signals.criteria import measure
     from signals.resample import resample
     from train.dataset import load_split
 
@@ -91,7 +91,7 @@ def features(work: Path):
         ma, mb = measure(a.millivolts(), a.fs), measure(x5, a.fs)
         fa.append(ma.features())  # what mi_features returns
         fb.append(mb.features())
-        refer.append(np.stack([lbbb_like(a.millivolts(), a.fs), lbbb_like(x5, a.fs)]))
+        refer.append(np.stack([ma.lbbb_like(), mb.lbbb_like()]))  # what lbbb_like returns
         beats += int((ma.n_beats != mb.n_beats).sum())
     print(f"{beats} records keep a different number of beats from their two files")
     return (np.array(fold), np.concatenate(y), np.concatenate(fa), np.concatenate(fb),
@@ -186,15 +186,22 @@ def row(name: str, y, za, zb) -> str:
             f"{(dc > 0.02).sum()} | {' / '.join(map(str, changes))} |")
 
 
-#: (seed, training folds) -> the exported recipe's hard trees and additive model
-_EXPORT_FITS: dict = {}
+def export_fit(fold, y, fa, seed: int, train_folds):
+    """The exported recipe's parts, fitted on ``train_folds`` alone (as ``make export`` trains
+    on the sample's folds 1-6): the hard trees and the additive model, which every weight and
+    smoothing of :func:`exported` shares."""
+    from train.criteria import AdditiveModel, CriteriaModel
+
+    tr = np.isin(fold, train_folds)
+    return (CriteriaModel.fit_features(fa[tr], y[tr], 100, seed=seed, smoothing=0),
+            AdditiveModel.fit_features(fa[tr], y[tr], 100))
 
 
-def exported(fold, y, fa, fb, ids, refer, oof_z, seed: int, train_folds, weight: float,
+def exported(fold, y, fa, fb, ids, refer, oof_z, fitted, train_folds, weight: float,
              smoothing: float) -> str:
     """The exported recipe's agreement: the blend (``weight``, trees smoothed by
-    ``smoothing``) fitted on ``train_folds`` alone (as ``make export`` trains on the sample's
-    folds 1-6) scores every record from both files, through a Platt calibration fitted on the
+    ``smoothing``) of the parts ``fitted`` on ``train_folds`` (:func:`export_fit`) scores
+    every record from both files, through a Platt calibration fitted on the
     blend's out-of-fold 100 Hz log-odds ``oof_z`` (as ``train fit`` calibrates).  Unlike out
     of fold, a record can then sit at a split its own measurements placed; the figures are
     given for the training folds and the others.
@@ -206,24 +213,20 @@ def exported(fold, y, fa, fb, ids, refer, oof_z, seed: int, train_folds, weight:
     log-odds: how many records a threshold near these bands would split, which does not hang
     on where one pair of thresholds happened to fall."""
     from train.calibrate import fit_calibrator
-    from train.criteria import AdditiveModel, BlendModel, CriteriaModel, noise_scale
+    from train.criteria import BlendModel, CriteriaModel, noise_scale
     from train.evaluate import Bands, choose_bands
 
     tr = np.isin(fold, train_folds)
-    key = (seed, tuple(train_folds))
-    if key not in _EXPORT_FITS:  # one fit serves every weight and smoothing
-        _EXPORT_FITS[key] = (CriteriaModel.fit_features(fa[tr], y[tr], 100, seed=seed,
-                                                        smoothing=0),
-                             AdditiveModel.fit_features(fa[tr], y[tr], 100))
-    hard, additive = _EXPORT_FITS[key]
+    hard, additive = fitted
     model = BlendModel(additive,
                        CriteriaModel(hard.estimators, 100, noise_scale(fa[tr], smoothing)),
                        weight, 100)
-    cal = fit_calibrator("platt", 1 / (1 + np.exp(-oof_z)), y)
+    p_oof = 1 / (1 + np.exp(-oof_z))
+    cal = fit_calibrator("platt", p_oof, y)
     pa, pb = (cal(1 / (1 + np.exp(-model.log_odds(x)))) for x in (fa, fb))
     d = np.abs(pa - pb)
     worst = np.argsort(-d)[:3]
-    bands = choose_bands(y, cal(1 / (1 + np.exp(-oof_z))), 0.90, 0.95, refer=refer[0])
+    bands = choose_bands(y, cal(p_oof), 0.90, 0.95, refer=refer[0])
 
     def changes(b: Bands) -> np.ndarray:
         return b.assign(pa, refer[0]) != b.assign(pb, refer[1])
@@ -318,11 +321,13 @@ def main() -> None:
         from train.criteria import TREE_SMOOTHING
         from train.dataset import parse_folds
 
+        train_folds = parse_folds(args.exported)
+        fitted = export_fit(fold, y, fa, args.seed, train_folds)
         print()
         for w in weights:
             for sm in blend_smoothings or (TREE_SMOOTHING,):
-                print(exported(fold, y, fa, fb, ids, refer, z[blend_name(w, sm)][0], args.seed,
-                               parse_folds(args.exported), w, sm), flush=True)
+                print(exported(fold, y, fa, fb, ids, refer, z[blend_name(w, sm)][0], fitted,
+                               train_folds, w, sm), flush=True)
 
 
 if __name__ == "__main__":
